@@ -1,0 +1,95 @@
+//! What every test in the course shares.
+//!
+//! The lessons are interactive programs that talk over real sockets, so their
+//! tests need the same few things again and again: a free port on loopback, a
+//! running binary whose output can be *waited on* (with a deadline, so nothing
+//! hangs), a way to type into it and to signal it, a look at the kernel's TCP
+//! table, and a way to store what a run printed so the book can show it.
+//! Each of those lives here once; the lesson crates stay free of test plumbing.
+
+mod generated;
+mod process;
+mod tcp_table;
+
+pub use generated::{check_generated, normalize, workspace_root};
+pub use process::{Running, Session};
+pub use tcp_table::{TcpSocket, TcpState, ss_line, tcp_sockets};
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+/// How long any single wait in a test may take before the test fails.
+///
+/// Generous, because CI machines are small and tests run in parallel; a
+/// passing test never waits this long, it waits for a printed line.
+pub const DEADLINE: Duration = Duration::from_secs(10);
+
+/// IPv4 loopback, the only address (with `::1`) the tests ever use.
+pub const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+/// A UDP port on `ip` that was free a moment ago.
+///
+/// The kernel picks it (bind to port 0), and the socket is closed again so
+/// that the program under test can bind it. Another test could in principle
+/// grab the same port in between; the kernel hands out ephemeral ports in a
+/// rotating order, which makes that very unlikely.
+pub fn free_udp_addr(ip: IpAddr) -> SocketAddr {
+    let socket = UdpSocket::bind(SocketAddr::new(ip, 0)).expect("bind a UDP socket to port 0");
+    socket.local_addr().expect("local address of a UDP socket")
+}
+
+/// A TCP port on `ip` that was free a moment ago (see [`free_udp_addr`]).
+pub fn free_tcp_addr(ip: IpAddr) -> SocketAddr {
+    let listener = TcpListener::bind(SocketAddr::new(ip, 0)).expect("bind a TCP listener to port 0");
+    listener.local_addr().expect("local address of a TCP listener")
+}
+
+/// The first `IP:PORT` (or `[IPv6]:PORT`) in `text`.
+///
+/// The lessons print the address they actually bound; tests read it back with
+/// this, which is what lets every test bind port 0.
+pub fn find_socket_addr(text: &str) -> Option<SocketAddr> {
+    text.split(|c: char| c.is_whitespace() || c == ',' || c == ';' || c == '(' || c == ')')
+        .map(|word| word.trim_end_matches(['.', ':']))
+        .find_map(|word| word.parse().ok())
+}
+
+/// The path of a binary of this workspace, built if need be.
+///
+/// A test may run a binary of its own package (cargo builds those first) or of
+/// another lesson, e.g. lesson 4's tests start lesson 3's server. `cargo test
+/// --workspace` builds every binary; when a single package is tested, the
+/// other package's binary is built here on demand.
+pub fn bin(name: &str) -> PathBuf {
+    if let Some(path) = std::env::var_os(format!("CARGO_BIN_EXE_{name}")) {
+        return path.into();
+    }
+    let profile_dir = std::env::current_exe()
+        .expect("path of the test executable")
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("the test executable lives in target/<profile>/deps")
+        .to_path_buf();
+    let path = profile_dir.join(name);
+    if !path.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut build = Command::new(cargo);
+        build.args(["build", "--bin", name]).current_dir(workspace_root());
+        if profile_dir.ends_with("release") {
+            build.arg("--release");
+        }
+        let status = build.status().expect("run cargo build");
+        assert!(status.success(), "cargo build --bin {name} failed");
+    }
+    assert!(path.exists(), "binary {name} not found at {}", path.display());
+    path
+}
+
+/// A [`Command`] for a workspace binary with `args`.
+pub fn command(name: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new(bin(name));
+    cmd.args(args);
+    cmd
+}

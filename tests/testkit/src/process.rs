@@ -1,0 +1,315 @@
+//! A lesson binary running under test: type into it, wait for what it prints,
+//! signal it, and collect what it printed for the book.
+//!
+//! Two reader threads copy the child's stdout and stderr into one shared log as
+//! the bytes arrive, so a test can wait for a line with a deadline instead of
+//! sleeping and hoping. The log also records what the test typed, in order,
+//! which turns a run into a transcript that looks like a terminal session.
+
+use std::io::{Read, Write};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{self, Signal};
+use nix::unistd::Pid;
+
+use crate::DEADLINE;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Source {
+    Stdout,
+    Stderr,
+    Typed,
+}
+
+#[derive(Default)]
+struct LogState {
+    /// Every chunk in the order it arrived (or was typed).
+    events: Vec<(Source, Vec<u8>)>,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+    /// How far `expect_*` calls have consumed each stream.
+    stdout_seen: usize,
+    stderr_seen: usize,
+    /// Output streams that have not reached end of file yet.
+    open_streams: usize,
+}
+
+impl LogState {
+    fn stream(&mut self, source: Source) -> (&Vec<u8>, &mut usize) {
+        match source {
+            Source::Stdout => (&self.stdout, &mut self.stdout_seen),
+            _ => (&self.stderr, &mut self.stderr_seen),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Log {
+    state: Mutex<LogState>,
+    changed: Condvar,
+}
+
+impl Log {
+    fn lock(&self) -> MutexGuard<'_, LogState> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn append(&self, source: Source, bytes: &[u8]) {
+        let mut state = self.lock();
+        match source {
+            Source::Stdout => state.stdout.extend_from_slice(bytes),
+            Source::Stderr => state.stderr.extend_from_slice(bytes),
+            Source::Typed => {}
+        }
+        match state.events.last_mut() {
+            Some((last, chunk)) if *last == source => chunk.extend_from_slice(bytes),
+            _ => state.events.push((source, bytes.to_vec())),
+        }
+        self.changed.notify_all();
+    }
+}
+
+/// A binary started by a test, with all three standard streams piped.
+///
+/// Dropping it kills the process, so a failing test leaves nothing behind.
+pub struct Running {
+    name: String,
+    command_line: String,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    log: Arc<Log>,
+    exit: Option<ExitStatus>,
+}
+
+/// What one finished run printed, for a book transcript.
+pub type Session = String;
+
+impl Running {
+    /// Starts `command`; `name` labels it in failure messages ("peer A").
+    pub fn start(name: &str, mut command: Command) -> Running {
+        let program = std::path::Path::new(command.get_program())
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let args: Vec<String> = command.get_args().map(|arg| arg.to_string_lossy().into_owned()).collect();
+        let command_line = std::iter::once(program).chain(args).collect::<Vec<_>>().join(" ");
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|err| panic!("{name}: cannot start `{command_line}`: {err}"));
+        let log = Arc::new(Log::default());
+        log.lock().open_streams = 2;
+        let stdout = child.stdout.take().expect("piped stdout");
+        let stderr = child.stderr.take().expect("piped stderr");
+        spawn_reader(stdout, Source::Stdout, Arc::clone(&log));
+        spawn_reader(stderr, Source::Stderr, Arc::clone(&log));
+        Running { name: name.to_owned(), command_line, stdin: child.stdin.take(), child, log, exit: None }
+    }
+
+    /// The program's file name and its arguments, as a reader would type them.
+    pub fn command_line(&self) -> &str {
+        &self.command_line
+    }
+
+    pub fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.id() as i32)
+    }
+
+    /// Types `line` and Enter.
+    pub fn type_line(&mut self, line: &str) {
+        self.type_bytes(format!("{line}\n").as_bytes());
+    }
+
+    /// Writes raw bytes to the program's stdin.
+    pub fn type_bytes(&mut self, bytes: &[u8]) {
+        let name = &self.name;
+        let stdin = self.stdin.as_mut().unwrap_or_else(|| panic!("{name}: stdin already closed"));
+        stdin
+            .write_all(bytes)
+            .and_then(|()| stdin.flush())
+            .unwrap_or_else(|err| panic!("{name}: cannot write to stdin: {err}"));
+        self.log.append(Source::Typed, bytes);
+    }
+
+    /// Closes stdin: the program reads end of input (Ctrl+D in a terminal).
+    pub fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    /// Sends `sig` to the program.
+    pub fn signal(&self, sig: Signal) {
+        signal::kill(self.pid(), sig).unwrap_or_else(|err| panic!("{}: cannot send {sig}: {err}", self.name));
+    }
+
+    /// Waits until stdout, past what earlier calls consumed, contains
+    /// `needle`; returns the text up to and including it.
+    pub fn expect_stdout(&self, needle: &str) -> String {
+        self.expect(Source::Stdout, needle, false)
+    }
+
+    /// Waits for a whole stdout line containing `needle`; returns the line.
+    pub fn expect_stdout_line(&self, needle: &str) -> String {
+        self.expect(Source::Stdout, needle, true)
+    }
+
+    /// Waits for a whole stderr line containing `needle`; returns the line.
+    pub fn expect_stderr_line(&self, needle: &str) -> String {
+        self.expect(Source::Stderr, needle, true)
+    }
+
+    fn expect(&self, source: Source, needle: &str, whole_line: bool) -> String {
+        let deadline = Instant::now() + DEADLINE;
+        let mut state = self.log.lock();
+        loop {
+            let (bytes, seen) = state.stream(source);
+            if let Some((start, end)) = find(bytes, *seen, needle.as_bytes(), whole_line) {
+                let found = String::from_utf8_lossy(&bytes[start..end]).into_owned();
+                *seen = end;
+                return found.trim_end_matches('\n').to_owned();
+            }
+            let now = Instant::now();
+            if now >= deadline || (state.open_streams == 0) {
+                drop(state);
+                panic!(
+                    "{}: no {}{source:?} output containing {needle:?} within {DEADLINE:?}\n{}",
+                    self.name,
+                    if whole_line { "line of " } else { "" },
+                    self.describe()
+                );
+            }
+            state = self.log.changed.wait_timeout(state, deadline - now).expect("log lock").0;
+        }
+    }
+
+    /// Everything the program wrote to stdout so far.
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.log.lock().stdout).into_owned()
+    }
+
+    /// Everything the program wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.log.lock().stderr).into_owned()
+    }
+
+    /// Stdout, stderr and what was typed, interleaved in the order they
+    /// happened: what the reader would see in a terminal, starting with the
+    /// command line after a `$ ` prompt.
+    pub fn transcript(&self) -> Session {
+        let state = self.log.lock();
+        let mut text = format!("$ {}\n", self.command_line);
+        for (_, chunk) in &state.events {
+            text.push_str(&String::from_utf8_lossy(chunk));
+        }
+        text
+    }
+
+    /// Waits for the program to exit (at most [`DEADLINE`]) and for its
+    /// output to be read to the end; kills it and fails the test otherwise.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        self.wait_exit_within(DEADLINE)
+    }
+
+    /// Like [`Running::wait_exit`] with a bound of `limit`.
+    pub fn wait_exit_within(&mut self, limit: Duration) -> ExitStatus {
+        if let Some(status) = self.exit {
+            return status;
+        }
+        let deadline = Instant::now() + limit;
+        let status = loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => break status,
+                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(10)),
+                Ok(None) => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    panic!("{}: still running after {limit:?}; killed it\n{}", self.name, self.describe());
+                }
+                Err(err) => panic!("{}: cannot wait for the process: {err}", self.name),
+            }
+        };
+        self.exit = Some(status);
+        // The pipes close when the process is gone (unless it left children
+        // holding them); give the readers a moment to drain them.
+        let drain_deadline = Instant::now() + Duration::from_secs(2);
+        let mut state = self.log.lock();
+        while state.open_streams > 0 {
+            let now = Instant::now();
+            if now >= drain_deadline {
+                break;
+            }
+            state = self.log.changed.wait_timeout(state, drain_deadline - now).expect("log lock").0;
+        }
+        status
+    }
+
+    /// Kills the program with SIGKILL and reaps it.
+    pub fn kill(&mut self) {
+        if self.exit.is_none() {
+            let _ = self.child.kill();
+            self.exit = self.child.wait().ok();
+        }
+    }
+
+    /// The name, the command and all output so far, for failure messages.
+    pub fn describe(&self) -> String {
+        format!(
+            "--- {} ($ {})\n--- stdout:\n{}\n--- stderr:\n{}\n---",
+            self.name,
+            self.command_line,
+            tail(&self.stdout()),
+            tail(&self.stderr())
+        )
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn spawn_reader(mut pipe: impl Read + Send + 'static, source: Source, log: Arc<Log>) {
+    thread::spawn(move || {
+        let mut buffer = vec![0; 64 * 1024];
+        loop {
+            match pipe.read(&mut buffer) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => log.append(source, &buffer[..n]),
+            }
+        }
+        log.lock().open_streams -= 1;
+        log.changed.notify_all();
+    });
+}
+
+/// Finds `needle` in `haystack[from..]`; returns the consumed range: up to the
+/// needle's end, or with `whole_line` the whole line holding it (which must
+/// be finished by a newline).
+fn find(haystack: &[u8], from: usize, needle: &[u8], whole_line: bool) -> Option<(usize, usize)> {
+    let at = haystack[from..].windows(needle.len().max(1)).position(|window| window == needle)? + from;
+    if !whole_line {
+        return Some((from, at + needle.len()));
+    }
+    let line_start = haystack[from..at].iter().rposition(|&b| b == b'\n').map_or(from, |i| from + i + 1);
+    let line_end = haystack[at..].iter().position(|&b| b == b'\n')? + at + 1;
+    Some((line_start, line_end))
+}
+
+/// The last few thousand characters of `text`, so that a failure caused by a
+/// megabyte of output stays readable.
+fn tail(text: &str) -> &str {
+    const KEEP: usize = 4000;
+    if text.len() <= KEEP {
+        return text;
+    }
+    let mut start = text.len() - KEEP;
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    &text[start..]
+}
