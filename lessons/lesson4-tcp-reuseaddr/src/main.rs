@@ -1,1 +1,264 @@
-fn main() {}
+//! Lesson 4: lesson 3's echo server plus SO_REUSEADDR.
+//!
+//! The main thread only accepts connections; each accepted connection moves
+//! into a thread of its own, which reads what the client sends, logs it and
+//! writes every byte back until the client leaves. The steps are numbered as
+//! in the post: create the socket, allow reusing the address, bind it,
+//! listen, accept in a loop.
+//!
+//! Stop it with Ctrl+C while clients are connected and start it again at
+//! once: unlike lesson 3, it binds, although the old connections still sit
+//! in TIME_WAIT. Step 2 is the whole difference.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::process::ExitCode;
+use std::thread;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use nix::errno::Errno;
+use nix::sys::resource::{Resource, getrlimit, setrlimit};
+use nix::sys::socket::{
+    AddressFamily, Backlog, MsgFlags, SockFlag, SockType, SockaddrStorage, accept, bind,
+    getpeername, getsockname, listen, recv, send, setsockopt, socket, sockopt,
+};
+
+/// How many bytes one `recv` may return; the echo does not depend on it.
+const BUFFER_SIZE: usize = 4096;
+
+/// How long to pause when `accept` fails for lack of file descriptors.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+// ANCHOR: args
+/// A TCP echo server: one thread per client.
+#[derive(Parser, Debug)]
+#[command(name = "lesson4-server", version)]
+struct Args {
+    /// Address to listen on; `--bind 0.0.0.0:8890` listens on all
+    /// interfaces, like the original's INADDR_ANY. IPv6 works too: `[::1]:8890`.
+    #[arg(long, value_name = "IP:PORT", default_value = "127.0.0.1:8890")]
+    bind: SocketAddr,
+
+    /// Length of the queue of connections the kernel has completed but the
+    /// server has not accepted yet (the original's 10).
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    backlog: i32,
+
+    /// Do not log each received message (for benchmarks: a line per message
+    /// would measure the terminal, not the server).
+    #[arg(long)]
+    quiet: bool,
+}
+// ANCHOR_END: args
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let Err(err) = run(&args);
+    eprintln!("error: {err:#}");
+    ExitCode::FAILURE
+}
+
+/// Sets up the listening socket, then accepts clients forever: it only
+/// returns if the setup fails.
+fn run(args: &Args) -> Result<std::convert::Infallible> {
+    raise_open_files_limit();
+    let family = match args.bind {
+        SocketAddr::V4(_) => AddressFamily::Inet,
+        SocketAddr::V6(_) => AddressFamily::Inet6,
+    };
+
+    // ANCHOR: socket
+    // 1. Create the socket: a TCP (stream) socket of the address's family.
+    // Not std::net::TcpListener: on Unix it sets SO_REUSEADDR by itself,
+    // which would hide the restart bug of lesson 3 that lesson 4 fixes.
+    let listener = socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)
+        .context("cannot create a TCP socket")?;
+    // ANCHOR_END: socket
+
+    // ANCHOR: reuseaddr
+    // 2. Allow binding the address while connections of an earlier socket
+    // on it linger in TIME_WAIT (the kernel keeps them up to 60 s after the
+    // side that closed first is gone). Without this, a server stopped while
+    // clients were connected cannot restart on its port for a minute.
+    setsockopt(&listener, sockopt::ReuseAddr, &true).context("cannot set SO_REUSEADDR")?;
+    // ANCHOR_END: reuseaddr
+
+    // ANCHOR: bind
+    // 3. Bind it to the address clients will connect to.
+    bind(listener.as_raw_fd(), &SockaddrStorage::from(args.bind))
+        .with_context(|| format!("cannot bind TCP socket to {}", args.bind))?;
+    // ANCHOR_END: bind
+
+    // ANCHOR: listen
+    // 4. Listen: from now on the kernel completes connections by itself and
+    // queues up to `backlog` of them until `accept` takes them.
+    let backlog =
+        Backlog::new(args.backlog).with_context(|| format!("invalid backlog {}", args.backlog))?;
+    listen(&listener, backlog).with_context(|| format!("cannot listen on {}", args.bind))?;
+    let local: SockaddrStorage =
+        getsockname(listener.as_raw_fd()).context("cannot read the bound address")?;
+    log(format_args!("listening on {local}"));
+    // ANCHOR_END: listen
+
+    // ANCHOR: accept_loop
+    // 5. Accept clients forever, each in a thread of its own.
+    loop {
+        // ANCHOR: accept_error
+        // Fix: the original exits on any accept error. None of them is a
+        // reason to stop serving the clients already connected.
+        let raw_fd = match accept(listener.as_raw_fd()) {
+            Ok(raw_fd) => raw_fd,
+            Err(err @ (Errno::EMFILE | Errno::ENFILE | Errno::ENOBUFS | Errno::ENOMEM)) => {
+                // Out of descriptors or memory. The pending connection stays in
+                // the queue, so retrying at once would spin at 100% CPU: wait
+                // for some clients to leave instead.
+                log_error(format_args!(
+                    "cannot accept a client: {err}; retrying in {ACCEPT_BACKOFF:?}"
+                ));
+                thread::sleep(ACCEPT_BACKOFF);
+                continue;
+            }
+            Err(err) => {
+                // ECONNABORTED (the client gave up while queued), EINTR,
+                // EPROTO, EPERM (a firewall rule): this connection only.
+                log_error(format_args!("cannot accept a client: {err}"));
+                continue;
+            }
+        };
+        // ANCHOR_END: accept_error
+        // SAFETY: accept just returned this descriptor; nothing else owns it,
+        // so the OwnedFd is its only owner and closes it exactly once.
+        let client = unsafe { OwnedFd::from_raw_fd(raw_fd) };
+        let peer: SockaddrStorage = match getpeername(client.as_raw_fd()) {
+            Ok(peer) => peer,
+            Err(err) => {
+                // The client already reset the connection: nothing to serve.
+                log_error(format_args!("cannot read a new client's address: {err}"));
+                continue;
+            }
+        };
+        log(format_args!("client {peer} connected"));
+
+        // ANCHOR: spawn
+        // Fix: the original hands its thread a pointer to `cfd`, which the
+        // next accept overwrites, so two threads may serve one client and none
+        // the other. The `move` closure takes ownership of `client`: the
+        // thread gets its own descriptor, and the compiler rejects any other
+        // use of it. If no thread can be started, only this client is dropped
+        // (the closure, and with it the descriptor, is freed); the original
+        // exits.
+        let quiet = args.quiet;
+        let spawned = thread::Builder::new()
+            .name(format!("client {peer}"))
+            .spawn(move || serve_client(client, peer, quiet));
+        if let Err(err) = spawned {
+            log_error(format_args!(
+                "cannot start a thread for client {peer}: {err}; dropped it"
+            ));
+        }
+        // ANCHOR_END: spawn
+    }
+    // ANCHOR_END: accept_loop
+}
+
+// ANCHOR: serve_client
+/// Echoes everything `client` sends back to it until it leaves: the
+/// original's `do_communication`.
+fn serve_client(client: OwnedFd, peer: SockaddrStorage, quiet: bool) {
+    let mut buffer = [0u8; BUFFER_SIZE];
+    loop {
+        let received = match recv(client.as_raw_fd(), &mut buffer, MsgFlags::empty()) {
+            Ok(0) => {
+                log(format_args!("client {peer} left"));
+                break;
+            }
+            Ok(received) => received,
+            Err(Errno::EINTR) => continue,
+            Err(err) => {
+                // ECONNRESET and the like: the client vanished. Only this
+                // thread ends; the others and the accept loop go on.
+                log_error(format_args!("cannot receive from client {peer}: {err}"));
+                break;
+            }
+        };
+        let data = &buffer[..received];
+        // ANCHOR: log_received
+        // Fix: the original prints the buffer with printf("%s"), which reads
+        // past the data when it holds no terminating NUL. Here the slice has
+        // an exact length, and bytes that are not UTF-8 show as U+FFFD.
+        if !quiet {
+            let text = String::from_utf8_lossy(data);
+            log(format_args!(
+                "recv from {peer}: {}",
+                text.strip_suffix('\n').unwrap_or(&text)
+            ));
+        }
+        // ANCHOR_END: log_received
+        if let Err(err) = send_all(&client, data) {
+            log_error(format_args!("cannot echo to client {peer}: {err}"));
+            break;
+        }
+    }
+    // Dropping `client` closes the connection (the original's close(cfd)).
+}
+// ANCHOR_END: serve_client
+
+// ANCHOR: echo
+/// Sends every byte of `data`.
+///
+/// Fix: the original ignores write's return value, but a send may take only
+/// part of the data (when the socket's send buffer is full); loop until all
+/// of it is sent.
+fn send_all(client: &OwnedFd, mut data: &[u8]) -> nix::Result<()> {
+    while !data.is_empty() {
+        // Fix: without MSG_NOSIGNAL, sending to a client that vanished raises
+        // SIGPIPE, whose default action kills the whole server. With it the
+        // send fails with EPIPE, which ends this client's thread only. (Rust
+        // programs ignore SIGPIPE at startup anyway; the flag does not rely
+        // on that.)
+        match send(client.as_raw_fd(), data, MsgFlags::MSG_NOSIGNAL) {
+            Ok(sent) => data = &data[sent..],
+            Err(Errno::EINTR) => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(())
+}
+// ANCHOR_END: echo
+
+// ANCHOR: rlimit
+/// Raises the soft limit on open files to the hard limit.
+///
+/// Each client holds one descriptor, and the usual soft limit (1024) would
+/// cap the server at about a thousand clients; the hard limit is what an
+/// unprivileged process may raise it to.
+fn raise_open_files_limit() {
+    let raised = getrlimit(Resource::RLIMIT_NOFILE).and_then(|(soft, hard)| {
+        if soft < hard {
+            setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
+        } else {
+            Ok(())
+        }
+    });
+    if let Err(err) = raised {
+        log_error(format_args!(
+            "cannot raise the open files limit: {err}; fewer clients will fit"
+        ));
+    }
+}
+// ANCHOR_END: rlimit
+
+/// Prints one line to stdout. Clients' threads print at the same time, so
+/// the line is written under stdout's lock in one piece. A log line that
+/// cannot be written (stdout closed) is not a reason to stop serving.
+fn log(line: std::fmt::Arguments) {
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
+}
+
+/// Prints one line to stderr, like [`log`].
+fn log_error(line: std::fmt::Arguments) {
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}

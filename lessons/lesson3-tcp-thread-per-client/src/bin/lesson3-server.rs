@@ -78,8 +78,8 @@ fn run(args: &Args) -> Result<std::convert::Infallible> {
 
     // ANCHOR: socket
     // 1. Create the socket: a TCP (stream) socket of the address's family.
-    // Not std::net::TcpListener: on Unix it sets SO_REUSEADDR by itself, and
-    // would hide the bug this lesson shows and lesson 4 fixes.
+    // Not std::net::TcpListener: on Unix it sets SO_REUSEADDR by itself,
+    // which would hide the restart bug of lesson 3 that lesson 4 fixes.
     let listener = socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)
         .context("cannot create a TCP socket")?;
     // ANCHOR_END: socket
