@@ -42,8 +42,9 @@ struct Args {
     bind: SocketAddr,
 
     /// Length of the queue of connections the kernel has completed but the
-    /// server has not accepted yet (the original's 10).
-    #[arg(long, value_name = "N", default_value_t = 10)]
+    /// server has not accepted yet (the original's 10; at most SOMAXCONN).
+    #[arg(long, value_name = "N", default_value_t = 10,
+          value_parser = clap::value_parser!(i32).range(1..=nix::libc::SOMAXCONN as i64))]
     backlog: i32,
 
     /// Do not log each received message (for benchmarks: a line per message
