@@ -1,0 +1,214 @@
+//! What the TCP lessons' tests share: start an echo server on a free port
+//! and read its address back, talk to it the way `nc` would, make random
+//! payloads, and wait for a socket to reach a TCP state.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{SigHandler, Signal, signal};
+
+use crate::{DEADLINE, Running, TcpSocket, TcpState, ss_line, tcp_sockets};
+
+/// A [`Command`] for a workspace binary whose SIGINT and SIGQUIT have their
+/// default action, whatever this process inherited.
+///
+/// The TCP lessons install no Ctrl+C handler: SIGINT kills them and the
+/// kernel closes their sockets, which is what the TIME_WAIT tests need. A
+/// shell without job control starts background commands with SIGINT
+/// ignored, and an ignored signal stays ignored across exec, so `cargo test &`
+/// in a script would otherwise leave servers that SIGINT cannot stop.
+pub fn command_default_signals(name: &str, args: &[&str]) -> Command {
+    let mut command = crate::command(name, args);
+    // SAFETY: signal() is async-signal-safe, and setting a default action
+    // touches no memory of the parent; it runs in the child before exec.
+    unsafe {
+        command.pre_exec(|| {
+            for sig in [Signal::SIGINT, Signal::SIGQUIT] {
+                signal(sig, SigHandler::SigDfl).map_err(std::io::Error::from)?;
+            }
+            Ok(())
+        });
+    }
+    command
+}
+
+/// Starts server binary `name` (e.g. "lesson3-server") with `--bind bind`
+/// and `extra` arguments, waits for its `listening on` line and returns it
+/// with the address it printed. Bind to port 0 for a fresh port; pass the
+/// returned address to restart on the same one.
+pub fn start_server(name: &str, bind: SocketAddr, extra: &[&str]) -> (Running, SocketAddr) {
+    let bind = bind.to_string();
+    let mut args = vec!["--bind", bind.as_str()];
+    args.extend_from_slice(extra);
+    let server = Running::start(name, command_default_signals(name, &args));
+    let line = server.expect_stdout_line("listening on ");
+    let addr = crate::find_socket_addr(&line)
+        .unwrap_or_else(|| panic!("{name}: no address in {line:?}\n{}", server.describe()));
+    (server, addr)
+}
+
+/// Starts `lesson3-client --server server`, labelled `label`, and waits for
+/// its `connected to` line.
+pub fn start_client(label: &str, server: SocketAddr) -> Running {
+    let server = server.to_string();
+    let client = Running::start(label, command_default_signals("lesson3-client", &["--server", &server]));
+    client.expect_stdout_line("connected to ");
+    client
+}
+
+/// Types `line` into a running lesson-3 client and waits for its echo.
+pub fn client_chat(client: &mut Running, line: &str) {
+    client.type_line(line);
+    client.expect_stdout_line(&format!("client receive: {line}"));
+}
+
+/// Starts `name` with `--bind bind`, expecting bind to fail: waits for the
+/// exit and returns the process (for its stderr and transcript). Fails the
+/// test with the server's output if it started listening or exited other
+/// than with status 1.
+pub fn start_server_expecting_failure(name: &str, bind: SocketAddr) -> Running {
+    let bind = bind.to_string();
+    let mut server = Running::start(name, command_default_signals(name, &["--bind", &bind]));
+    let status = server.wait_exit();
+    assert_eq!(status.code(), Some(1), "{name} should fail to bind and exit 1, got {status}\n{}", server.describe());
+    server
+}
+
+/// A TCP connection to `addr`, as `nc` would open it; every read and write
+/// gives up after [`DEADLINE`], so a silent server fails the test instead of
+/// hanging it.
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect_timeout(&addr, DEADLINE).unwrap_or_else(|err| panic!("connect to {addr}: {err}"));
+    stream.set_read_timeout(Some(DEADLINE)).expect("set a read timeout");
+    stream.set_write_timeout(Some(DEADLINE)).expect("set a write timeout");
+    stream
+}
+
+/// Sends `data` on `stream` and returns what comes back, `data.len()` bytes
+/// (fewer only if the peer closes first).
+///
+/// A second thread writes while this one reads: an echo server cannot take
+/// more until its echo is read, so writing everything first would deadlock
+/// as soon as `data` outgrows the sockets' buffers.
+pub fn echo(stream: &TcpStream, data: &[u8]) -> Vec<u8> {
+    let mut writer = stream.try_clone().expect("clone the stream");
+    let mut reader = stream;
+    let mut back = Vec::with_capacity(data.len());
+    thread::scope(|scope| {
+        let sending = scope.spawn(move || writer.write_all(data));
+        let mut buffer = vec![0; 64 * 1024];
+        while back.len() < data.len() {
+            let wanted = (data.len() - back.len()).min(buffer.len());
+            match reader.read(&mut buffer[..wanted]) {
+                Ok(0) => break,
+                Ok(n) => back.extend_from_slice(&buffer[..n]),
+                Err(err) => panic!("reading the echo ({} of {} bytes so far): {err}", back.len(), data.len()),
+            }
+        }
+        sending.join().expect("writer thread").expect("send the data");
+    });
+    back
+}
+
+/// Asserts that `data` sent on `stream` comes back byte for byte.
+pub fn assert_echo(stream: &TcpStream, data: &[u8]) {
+    let back = echo(stream, data);
+    assert!(back.len() == data.len(), "echo cut short: {} of {} bytes came back", back.len(), data.len());
+    if let Some(at) = back.iter().zip(data).position(|(a, b)| a != b) {
+        panic!("echo differs from what was sent at byte {at} of {}", data.len());
+    }
+}
+
+/// Closes `stream` both ways (what `nc` does at end of input).
+pub fn close(stream: TcpStream) {
+    let _ = stream.shutdown(Shutdown::Both);
+}
+
+/// `len` pseudo-random bytes from `seed`, the same on every run
+/// (xorshift64*: plenty for test payloads, no dependency).
+pub fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut state = seed | 1;
+    let mut bytes = Vec::with_capacity(len + 8);
+    while bytes.len() < len {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        bytes.extend_from_slice(&state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+    }
+    bytes.truncate(len);
+    bytes
+}
+
+/// Waits (at most [`DEADLINE`]) until the kernel's TCP table holds a socket
+/// for which `wanted` is true, and returns it; fails the test with `what`
+/// and the sockets on `port` otherwise.
+pub fn wait_for_socket(what: &str, port: u16, wanted: impl Fn(&TcpSocket) -> bool) -> TcpSocket {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let sockets = tcp_sockets();
+        if let Some(found) = sockets.iter().find(|socket| wanted(socket)) {
+            return *found;
+        }
+        if Instant::now() >= deadline {
+            panic!("no {what} within {DEADLINE:?}; sockets on port {port}:\n{}", sockets_on_port(port));
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The kernel's TCP sockets with `port` at either end, one per line, for
+/// failure messages.
+pub fn sockets_on_port(port: u16) -> String {
+    tcp_sockets()
+        .iter()
+        .filter(|socket| socket.local.port() == port || socket.remote.port() == port)
+        .map(|socket| format!("  {socket}\n"))
+        .collect()
+}
+
+/// What `ss -tan state time-wait sport = :PORT` shows for `local`: a header
+/// and one line per TIME-WAIT socket whose local address is `local`, blanks
+/// folded (see [`ss_line`]), sorted. Without `ss` installed, the same lines
+/// are made from `/proc/net/tcp` (the Recv-Q and Send-Q of a TIME-WAIT socket
+/// are always 0).
+pub fn ss_time_wait(local: SocketAddr) -> Vec<String> {
+    let mut lines: Vec<String> = match ss_line(TcpState::TimeWait, local) {
+        // `ss state time-wait` leaves out the state column.
+        Some(lines) => lines.iter().map(|line| line.split_once(' ').map_or("", |(_, rest)| rest).to_owned()).collect(),
+        None => tcp_sockets()
+            .iter()
+            .filter(|socket| socket.state == TcpState::TimeWait && socket.local == local)
+            .map(|socket| format!("0 0 {} {}", socket.local, socket.remote))
+            .collect(),
+    };
+    lines.sort();
+    lines.insert(0, "Recv-Q Send-Q Local Address:Port Peer Address:Port".to_owned());
+    lines
+}
+
+/// A running program seen as a terminal window: each call to
+/// [`Terminal::more`] returns what appeared in it since the previous call,
+/// so a test can tell a story that switches between windows.
+pub struct Terminal {
+    pub running: Running,
+    shown: usize,
+}
+
+impl Terminal {
+    pub fn new(running: Running) -> Terminal {
+        Terminal { running, shown: 0 }
+    }
+
+    /// The transcript (command line, output, typed input) added since the
+    /// last call.
+    pub fn more(&mut self) -> String {
+        let transcript = self.running.transcript();
+        let new = transcript.get(self.shown..).unwrap_or_default().to_owned();
+        self.shown = transcript.len();
+        new
+    }
+}
