@@ -5,8 +5,10 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::thread;
 
-use testkit::tcp::{assert_echo, client_chat, close, connect, echo, random_bytes, start_client, start_server};
 use testkit::LOCALHOST;
+use testkit::tcp::{
+    assert_echo, client_chat, close, connect, echo, random_bytes, start_client, start_server,
+};
 
 fn any_port() -> SocketAddr {
     SocketAddr::new(LOCALHOST, 0)
@@ -103,7 +105,11 @@ fn a_client_vanishing_mid_echo_leaves_the_server_serving() {
     // closed by the kernel, and this connection would be refused.
     let polite = connect(addr);
     assert_echo(&polite, b"are you still there?\n");
-    assert!(!server.stderr().contains("panicked"), "{}", server.describe());
+    assert!(
+        !server.stderr().contains("panicked"),
+        "{}",
+        server.describe()
+    );
 }
 
 #[test]
@@ -114,7 +120,11 @@ fn quiet_does_not_log_messages_but_still_echoes() {
     assert_echo(&stream, b"secret\n");
     close(stream);
     server.expect_stdout_line(&format!("client {me} left"));
-    assert!(!server.stdout().contains("recv from"), "--quiet logged a message:\n{}", server.describe());
+    assert!(
+        !server.stdout().contains("recv from"),
+        "--quiet logged a message:\n{}",
+        server.describe()
+    );
 }
 
 #[test]
@@ -135,9 +145,17 @@ fn the_client_prints_each_echo_and_quits_on_exit_without_sending_it() {
     client.type_line("exit");
     client.expect_stdout_line("goodbye");
     let status = client.wait_exit();
-    assert!(status.success(), "client exited with {status}\n{}", client.describe());
+    assert!(
+        status.success(),
+        "client exited with {status}\n{}",
+        client.describe()
+    );
     server.expect_stdout_line(" left");
-    assert!(!server.stdout().contains(": exit"), "the client sent `exit` to the server:\n{}", server.describe());
+    assert!(
+        !server.stdout().contains(": exit"),
+        "the client sent `exit` to the server:\n{}",
+        server.describe()
+    );
 }
 
 #[test]
@@ -160,7 +178,14 @@ fn the_client_reports_a_server_gone_mid_chat() {
     let status = client.wait_exit();
     assert_eq!(status.code(), Some(1), "{}", client.describe());
     let stderr = client.stderr();
-    assert_eq!(stderr.lines().count(), 1, "one error line expected:\n{stderr}");
-    assert!(stderr.starts_with("error: ") && stderr.contains(&addr.to_string()), "{stderr}");
+    assert_eq!(
+        stderr.lines().count(),
+        1,
+        "one error line expected:\n{stderr}"
+    );
+    assert!(
+        stderr.starts_with("error: ") && stderr.contains(&addr.to_string()),
+        "{stderr}"
+    );
     assert!(!stderr.contains("panicked"), "{stderr}");
 }

@@ -9,9 +9,9 @@
 
 mod generated;
 mod process;
-mod tcp_table;
 /// Helpers for the TCP lessons (3 and 4): servers, clients, echoes, TCP states.
 pub mod tcp;
+mod tcp_table;
 
 pub use generated::{check_generated, normalize, workspace_root};
 pub use process::{Running, Session};

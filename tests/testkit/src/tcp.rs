@@ -55,7 +55,10 @@ pub fn start_server(name: &str, bind: SocketAddr, extra: &[&str]) -> (Running, S
 /// its `connected to` line.
 pub fn start_client(label: &str, server: SocketAddr) -> Running {
     let server = server.to_string();
-    let client = Running::start(label, command_default_signals("lesson3-client", &["--server", &server]));
+    let client = Running::start(
+        label,
+        command_default_signals("lesson3-client", &["--server", &server]),
+    );
     client.expect_stdout_line("connected to ");
     client
 }
@@ -74,7 +77,12 @@ pub fn start_server_expecting_failure(name: &str, bind: SocketAddr) -> Running {
     let bind = bind.to_string();
     let mut server = Running::start(name, command_default_signals(name, &["--bind", &bind]));
     let status = server.wait_exit();
-    assert_eq!(status.code(), Some(1), "{name} should fail to bind and exit 1, got {status}\n{}", server.describe());
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "{name} should fail to bind and exit 1, got {status}\n{}",
+        server.describe()
+    );
     server
 }
 
@@ -82,9 +90,14 @@ pub fn start_server_expecting_failure(name: &str, bind: SocketAddr) -> Running {
 /// gives up after [`DEADLINE`], so a silent server fails the test instead of
 /// hanging it.
 pub fn connect(addr: SocketAddr) -> TcpStream {
-    let stream = TcpStream::connect_timeout(&addr, DEADLINE).unwrap_or_else(|err| panic!("connect to {addr}: {err}"));
-    stream.set_read_timeout(Some(DEADLINE)).expect("set a read timeout");
-    stream.set_write_timeout(Some(DEADLINE)).expect("set a write timeout");
+    let stream = TcpStream::connect_timeout(&addr, DEADLINE)
+        .unwrap_or_else(|err| panic!("connect to {addr}: {err}"));
+    stream
+        .set_read_timeout(Some(DEADLINE))
+        .expect("set a read timeout");
+    stream
+        .set_write_timeout(Some(DEADLINE))
+        .expect("set a write timeout");
     stream
 }
 
@@ -106,10 +119,17 @@ pub fn echo(stream: &TcpStream, data: &[u8]) -> Vec<u8> {
             match reader.read(&mut buffer[..wanted]) {
                 Ok(0) => break,
                 Ok(n) => back.extend_from_slice(&buffer[..n]),
-                Err(err) => panic!("reading the echo ({} of {} bytes so far): {err}", back.len(), data.len()),
+                Err(err) => panic!(
+                    "reading the echo ({} of {} bytes so far): {err}",
+                    back.len(),
+                    data.len()
+                ),
             }
         }
-        sending.join().expect("writer thread").expect("send the data");
+        sending
+            .join()
+            .expect("writer thread")
+            .expect("send the data");
     });
     back
 }
@@ -117,9 +137,17 @@ pub fn echo(stream: &TcpStream, data: &[u8]) -> Vec<u8> {
 /// Asserts that `data` sent on `stream` comes back byte for byte.
 pub fn assert_echo(stream: &TcpStream, data: &[u8]) {
     let back = echo(stream, data);
-    assert!(back.len() == data.len(), "echo cut short: {} of {} bytes came back", back.len(), data.len());
+    assert!(
+        back.len() == data.len(),
+        "echo cut short: {} of {} bytes came back",
+        back.len(),
+        data.len()
+    );
     if let Some(at) = back.iter().zip(data).position(|(a, b)| a != b) {
-        panic!("echo differs from what was sent at byte {at} of {}", data.len());
+        panic!(
+            "echo differs from what was sent at byte {at} of {}",
+            data.len()
+        );
     }
 }
 
@@ -154,7 +182,10 @@ pub fn wait_for_socket(what: &str, port: u16, wanted: impl Fn(&TcpSocket) -> boo
             return *found;
         }
         if Instant::now() >= deadline {
-            panic!("no {what} within {DEADLINE:?}; sockets on port {port}:\n{}", sockets_on_port(port));
+            panic!(
+                "no {what} within {DEADLINE:?}; sockets on port {port}:\n{}",
+                sockets_on_port(port)
+            );
         }
         thread::sleep(Duration::from_millis(10));
     }
@@ -178,7 +209,10 @@ pub fn sockets_on_port(port: u16) -> String {
 pub fn ss_time_wait(local: SocketAddr) -> Vec<String> {
     let mut lines: Vec<String> = match ss_line(TcpState::TimeWait, local) {
         // `ss state time-wait` leaves out the state column.
-        Some(lines) => lines.iter().map(|line| line.split_once(' ').map_or("", |(_, rest)| rest).to_owned()).collect(),
+        Some(lines) => lines
+            .iter()
+            .map(|line| line.split_once(' ').map_or("", |(_, rest)| rest).to_owned())
+            .collect(),
         None => tcp_sockets()
             .iter()
             .filter(|socket| socket.state == TcpState::TimeWait && socket.local == local)
@@ -186,7 +220,10 @@ pub fn ss_time_wait(local: SocketAddr) -> Vec<String> {
             .collect(),
     };
     lines.sort();
-    lines.insert(0, "Recv-Q Send-Q Local Address:Port Peer Address:Port".to_owned());
+    lines.insert(
+        0,
+        "Recv-Q Send-Q Local Address:Port Peer Address:Port".to_owned(),
+    );
     lines
 }
 
@@ -211,4 +248,22 @@ impl Terminal {
         self.shown = transcript.len();
         new
     }
+}
+
+/// Replacements for [`crate::normalize`] that turn a test's run into what a
+/// reader running the defaults would see: each server address becomes
+/// `127.0.0.1:8890` (the lessons' default) and `--bind`/`--server` options
+/// naming it (or port 0) disappear from command lines; client addresses
+/// become `127.0.0.1:50001`, `127.0.0.1:50002`, … in the order given.
+pub fn book_replacements(servers: &[SocketAddr], clients: &[SocketAddr]) -> Vec<(String, String)> {
+    let mut replacements = vec![(" --bind 127.0.0.1:0\n".to_owned(), "\n".to_owned())];
+    for server in servers {
+        replacements.push((format!(" --bind {server}\n"), "\n".to_owned()));
+        replacements.push((format!(" --server {server}\n"), "\n".to_owned()));
+        replacements.push((server.to_string(), "127.0.0.1:8890".to_owned()));
+    }
+    for (i, client) in clients.iter().enumerate() {
+        replacements.push((client.to_string(), format!("127.0.0.1:{}", 50001 + i)));
+    }
+    replacements
 }
