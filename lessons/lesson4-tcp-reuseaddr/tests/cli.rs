@@ -1,0 +1,56 @@
+//! Lesson 4's server behaves as lesson 3's in everything but SO_REUSEADDR:
+//! same arguments, same echo, same errors (without lesson 3's hint).
+
+use std::net::SocketAddr;
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+use testkit::LOCALHOST;
+use testkit::tcp::{assert_echo, connect, start_server, start_server_expecting_failure};
+
+fn run(args: &[&str]) -> assert_cmd::assert::Assert {
+    Command::new(testkit::bin("lesson4-server"))
+        .args(args)
+        .timeout(testkit::DEADLINE)
+        .assert()
+}
+
+#[test]
+fn bad_arguments_exit_2_with_usage() {
+    run(&["--no-such-flag"])
+        .code(2)
+        .stderr(predicate::str::contains("Usage:").and(predicate::str::contains("panicked").not()));
+    for args in [["--bind", "localhost:8890"], ["--backlog", "0"]] {
+        run(&args).code(2).stderr(
+            predicate::str::contains(format!("invalid value '{}'", args[1]))
+                .and(predicate::str::contains("panicked").not()),
+        );
+    }
+}
+
+#[test]
+fn help_says_how_to_listen_on_all_interfaces() {
+    run(&["--help"])
+        .success()
+        .stdout(predicate::str::contains("--bind 0.0.0.0:8890"));
+}
+
+#[test]
+fn echoes_like_lesson_3() {
+    let (server, addr) = start_server("lesson4-server", SocketAddr::new(LOCALHOST, 0), &[]);
+    let stream = connect(addr);
+    let me = stream.local_addr().unwrap();
+    assert_echo(&stream, b"hello, lesson 4\n");
+    server.expect_stdout_line(&format!("recv from {me}: hello, lesson 4"));
+}
+
+#[test]
+fn a_port_another_server_listens_on_still_fails_without_a_hint() {
+    // SO_REUSEADDR never lets two sockets listen on one port.
+    let (_server, addr) = start_server("lesson4-server", SocketAddr::new(LOCALHOST, 0), &[]);
+    let second = start_server_expecting_failure("lesson4-server", addr);
+    assert_eq!(
+        second.stderr(),
+        format!("error: cannot bind TCP socket to {addr}: EADDRINUSE: Address already in use\n")
+    );
+}
