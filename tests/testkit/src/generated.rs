@@ -33,9 +33,14 @@ pub fn check_generated(name: &str, content: &str) {
     if committed != content {
         let diff = similar::TextDiff::from_lines(&committed, content)
             .unified_diff()
-            .header(&format!("{name} (committed)"), &format!("{name} (this run)"))
+            .header(
+                &format!("{name} (committed)"),
+                &format!("{name} (this run)"),
+            )
             .to_string();
-        panic!("docs/src/generated/{name} is stale; regenerate it with `just generated` and commit it\n{diff}");
+        panic!(
+            "docs/src/generated/{name} is stale; regenerate it with `just generated` and commit it\n{diff}"
+        );
     }
 }
 

@@ -12,6 +12,7 @@ mod process;
 /// Helpers for the TCP lessons (3 and 4): servers, clients, echoes, TCP states.
 pub mod tcp;
 mod tcp_table;
+pub mod udp;
 
 pub use generated::{check_generated, normalize, workspace_root};
 pub use process::{Running, Session};
@@ -44,8 +45,11 @@ pub fn free_udp_addr(ip: IpAddr) -> SocketAddr {
 
 /// A TCP port on `ip` that was free a moment ago (see [`free_udp_addr`]).
 pub fn free_tcp_addr(ip: IpAddr) -> SocketAddr {
-    let listener = TcpListener::bind(SocketAddr::new(ip, 0)).expect("bind a TCP listener to port 0");
-    listener.local_addr().expect("local address of a TCP listener")
+    let listener =
+        TcpListener::bind(SocketAddr::new(ip, 0)).expect("bind a TCP listener to port 0");
+    listener
+        .local_addr()
+        .expect("local address of a TCP listener")
 }
 
 /// The first `IP:PORT` (or `[IPv6]:PORT`) in `text`.
@@ -78,14 +82,20 @@ pub fn bin(name: &str) -> PathBuf {
     if !path.exists() {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut build = Command::new(cargo);
-        build.args(["build", "--bin", name]).current_dir(workspace_root());
+        build
+            .args(["build", "--bin", name])
+            .current_dir(workspace_root());
         if profile_dir.ends_with("release") {
             build.arg("--release");
         }
         let status = build.status().expect("run cargo build");
         assert!(status.success(), "cargo build --bin {name} failed");
     }
-    assert!(path.exists(), "binary {name} not found at {}", path.display());
+    assert!(
+        path.exists(),
+        "binary {name} not found at {}",
+        path.display()
+    );
     path
 }
 

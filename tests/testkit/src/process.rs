@@ -54,7 +54,9 @@ struct Log {
 
 impl Log {
     fn lock(&self) -> MutexGuard<'_, LogState> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn append(&self, source: Source, bytes: &[u8]) {
@@ -94,8 +96,14 @@ impl Running {
             .file_name()
             .map(|name| name.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let args: Vec<String> = command.get_args().map(|arg| arg.to_string_lossy().into_owned()).collect();
-        let command_line = std::iter::once(program).chain(args).collect::<Vec<_>>().join(" ");
+        let args: Vec<String> = command
+            .get_args()
+            .map(|arg| arg.to_string_lossy().into_owned())
+            .collect();
+        let command_line = std::iter::once(program)
+            .chain(args)
+            .collect::<Vec<_>>()
+            .join(" ");
         let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -108,7 +116,14 @@ impl Running {
         let stderr = child.stderr.take().expect("piped stderr");
         spawn_reader(stdout, Source::Stdout, Arc::clone(&log));
         spawn_reader(stderr, Source::Stderr, Arc::clone(&log));
-        Running { name: name.to_owned(), command_line, stdin: child.stdin.take(), child, log, exit: None }
+        Running {
+            name: name.to_owned(),
+            command_line,
+            stdin: child.stdin.take(),
+            child,
+            log,
+            exit: None,
+        }
     }
 
     /// The program's file name and its arguments, as a reader would type them.
@@ -128,7 +143,10 @@ impl Running {
     /// Writes raw bytes to the program's stdin.
     pub fn type_bytes(&mut self, bytes: &[u8]) {
         let name = &self.name;
-        let stdin = self.stdin.as_mut().unwrap_or_else(|| panic!("{name}: stdin already closed"));
+        let stdin = self
+            .stdin
+            .as_mut()
+            .unwrap_or_else(|| panic!("{name}: stdin already closed"));
         stdin
             .write_all(bytes)
             .and_then(|()| stdin.flush())
@@ -143,7 +161,8 @@ impl Running {
 
     /// Sends `sig` to the program.
     pub fn signal(&self, sig: Signal) {
-        signal::kill(self.pid(), sig).unwrap_or_else(|err| panic!("{}: cannot send {sig}: {err}", self.name));
+        signal::kill(self.pid(), sig)
+            .unwrap_or_else(|err| panic!("{}: cannot send {sig}: {err}", self.name));
     }
 
     /// Waits until stdout, past what earlier calls consumed, contains
@@ -182,7 +201,12 @@ impl Running {
                     self.describe()
                 );
             }
-            state = self.log.changed.wait_timeout(state, deadline - now).expect("log lock").0;
+            state = self
+                .log
+                .changed
+                .wait_timeout(state, deadline - now)
+                .expect("log lock")
+                .0;
         }
     }
 
@@ -227,7 +251,11 @@ impl Running {
                 Ok(None) => {
                     let _ = self.child.kill();
                     let _ = self.child.wait();
-                    panic!("{}: still running after {limit:?}; killed it\n{}", self.name, self.describe());
+                    panic!(
+                        "{}: still running after {limit:?}; killed it\n{}",
+                        self.name,
+                        self.describe()
+                    );
                 }
                 Err(err) => panic!("{}: cannot wait for the process: {err}", self.name),
             }
@@ -242,7 +270,12 @@ impl Running {
             if now >= drain_deadline {
                 break;
             }
-            state = self.log.changed.wait_timeout(state, drain_deadline - now).expect("log lock").0;
+            state = self
+                .log
+                .changed
+                .wait_timeout(state, drain_deadline - now)
+                .expect("log lock")
+                .0;
         }
         status
     }
@@ -291,11 +324,17 @@ fn spawn_reader(mut pipe: impl Read + Send + 'static, source: Source, log: Arc<L
 /// needle's end, or with `whole_line` the whole line holding it (which must
 /// be finished by a newline).
 fn find(haystack: &[u8], from: usize, needle: &[u8], whole_line: bool) -> Option<(usize, usize)> {
-    let at = haystack[from..].windows(needle.len().max(1)).position(|window| window == needle)? + from;
+    let at = haystack[from..]
+        .windows(needle.len().max(1))
+        .position(|window| window == needle)?
+        + from;
     if !whole_line {
         return Some((from, at + needle.len()));
     }
-    let line_start = haystack[from..at].iter().rposition(|&b| b == b'\n').map_or(from, |i| from + i + 1);
+    let line_start = haystack[from..at]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(from, |i| from + i + 1);
     let line_end = haystack[at..].iter().position(|&b| b == b'\n')? + at + 1;
     Some((line_start, line_end))
 }

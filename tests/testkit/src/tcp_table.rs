@@ -83,7 +83,14 @@ impl fmt::Display for TcpSocket {
 pub fn tcp_sockets() -> Vec<TcpSocket> {
     ["/proc/net/tcp", "/proc/net/tcp6"]
         .iter()
-        .flat_map(|path| std::fs::read_to_string(path).unwrap_or_default().lines().skip(1).filter_map(parse_row).collect::<Vec<_>>())
+        .flat_map(|path| {
+            std::fs::read_to_string(path)
+                .unwrap_or_default()
+                .lines()
+                .skip(1)
+                .filter_map(parse_row)
+                .collect::<Vec<_>>()
+        })
         .collect()
 }
 
@@ -93,7 +100,11 @@ fn parse_row(row: &str) -> Option<TcpSocket> {
     let local = parse_endpoint(fields.next()?)?;
     let remote = parse_endpoint(fields.next()?)?;
     let state = TcpState::from_code(u8::from_str_radix(fields.next()?, 16).ok()?);
-    Some(TcpSocket { state, local, remote })
+    Some(TcpSocket {
+        state,
+        local,
+        remote,
+    })
 }
 
 /// The address is the raw in-memory bytes printed as native-endian 32-bit
@@ -101,8 +112,10 @@ fn parse_row(row: &str) -> Option<TcpSocket> {
 fn parse_endpoint(text: &str) -> Option<SocketAddr> {
     let (addr, port) = text.split_once(':')?;
     let port = u16::from_str_radix(port, 16).ok()?;
-    let words: Vec<u32> =
-        (0..addr.len() / 8).map(|i| u32::from_str_radix(&addr[i * 8..i * 8 + 8], 16)).collect::<Result<_, _>>().ok()?;
+    let words: Vec<u32> = (0..addr.len() / 8)
+        .map(|i| u32::from_str_radix(&addr[i * 8..i * 8 + 8], 16))
+        .collect::<Result<_, _>>()
+        .ok()?;
     let bytes: Vec<u8> = words.iter().flat_map(|word| word.to_ne_bytes()).collect();
     let ip = match bytes.len() {
         4 => IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(bytes).ok()?)),
@@ -124,7 +137,10 @@ pub fn ss_line(state: TcpState, local: SocketAddr) -> Option<Vec<String>> {
     Some(
         text.lines()
             .map(|line| line.split_whitespace().collect::<Vec<_>>())
-            .filter(|fields| fields.first() == Some(&wanted_state.as_str()) && fields.get(3) == Some(&wanted_local.as_str()))
+            .filter(|fields| {
+                fields.first() == Some(&wanted_state.as_str())
+                    && fields.get(3) == Some(&wanted_local.as_str())
+            })
             .map(|fields| fields.join(" "))
             .collect(),
     )
@@ -151,7 +167,10 @@ mod tests {
     fn sees_a_listening_socket_of_this_process() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let local = listener.local_addr().unwrap();
-        let found = tcp_sockets().into_iter().find(|socket| socket.local == local).unwrap();
+        let found = tcp_sockets()
+            .into_iter()
+            .find(|socket| socket.local == local)
+            .unwrap();
         assert_eq!(found.state, TcpState::Listen);
     }
 }
