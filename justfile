@@ -10,6 +10,14 @@ default:
 
 # ---- lessons 1-2: UDP peer-to-peer chat ----
 
+# Lesson 1: UDP chat in one thread; both peers side by side in tmux, else peer A (`just lesson1 b`: peer B; args pass through).
+lesson1 *args:
+    @bash scripts/chat-stage.sh lesson1-udp-alternating "$@"
+
+# Lesson 2: UDP chat with a receiver thread; both peers in tmux, else peer A (`just lesson2 b`: peer B; args pass through).
+lesson2 *args:
+    @bash scripts/chat-stage.sh lesson2-udp-threaded "$@"
+
 # ---- lessons 3-4: TCP echo server ----
 
 # Lesson 3: the thread-per-client TCP echo server (default 127.0.0.1:8890; args pass through).
