@@ -147,11 +147,13 @@ impl Running {
             .stdin
             .as_mut()
             .unwrap_or_else(|| panic!("{name}: stdin already closed"));
+        // Logged before it is written: the program's reply to it can only
+        // come after, so the transcript keeps the terminal's order.
+        self.log.append(Source::Typed, bytes);
         stdin
             .write_all(bytes)
             .and_then(|()| stdin.flush())
             .unwrap_or_else(|err| panic!("{name}: cannot write to stdin: {err}"));
-        self.log.append(Source::Typed, bytes);
     }
 
     /// Closes stdin: the program reads end of input (Ctrl+D in a terminal).
