@@ -1,1 +1,112 @@
+//! Checks that keep the book (docs/) and the code from drifting apart.
+//!
+//! The book never pastes code: it includes it from the lessons with
+//! `{{#include path:anchor}}`, shows diffs generated from the lessons, and
+//! shows terminal sessions captured by the lessons' tests. The tests of this
+//! crate check the includes and links without needing mdbook, and keep the
+//! generated diffs fresh. This file holds what they share: the book's pages
+//! and the lesson diffs.
 
+use std::path::{Path, PathBuf};
+
+/// Every Markdown page under docs/src, with its path.
+pub fn pages() -> Vec<(PathBuf, String)> {
+    let mut pages = Vec::new();
+    let mut folders = vec![testkit::workspace_root().join("docs/src")];
+    while let Some(folder) = folders.pop() {
+        let entries = std::fs::read_dir(&folder)
+            .unwrap_or_else(|err| panic!("cannot list {}: {err}", folder.display()));
+        for entry in entries {
+            let path = entry.expect("a folder entry").path();
+            if path.is_dir() {
+                folders.push(path);
+            } else if path.extension().is_some_and(|ext| ext == "md") {
+                let text = std::fs::read_to_string(&path)
+                    .unwrap_or_else(|err| panic!("cannot read {}: {err}", path.display()));
+                pages.push((path, text));
+            }
+        }
+    }
+    pages.sort();
+    pages
+}
+
+/// The `{{#include …}}` directives of `text`: (path, optional anchor).
+pub fn includes(text: &str) -> Vec<(String, Option<String>)> {
+    text.match_indices("{{#include ")
+        .filter_map(|(at, directive)| {
+            let rest = &text[at + directive.len()..];
+            let target = rest[..rest.find("}}")?].trim();
+            Some(match target.rsplit_once(':') {
+                // `file.rs:anchor`; a line range (`:3:7`, `:12`) is not an anchor.
+                Some((path, anchor))
+                    if !anchor.chars().next().is_some_and(|c| c.is_ascii_digit()) =>
+                {
+                    (path.to_owned(), Some(anchor.to_owned()))
+                }
+                _ => (target.to_owned(), None),
+            })
+        })
+        .collect()
+}
+
+/// The diffs the book shows, one stage to the next: (generated file name,
+/// old source, new source), paths from the workspace root.
+pub const DIFFS: &[(&str, &str, &str)] = &[
+    (
+        "lesson1-to-lesson2-main.diff",
+        "lessons/lesson1-udp-alternating/src/main.rs",
+        "lessons/lesson2-udp-threaded/src/main.rs",
+    ),
+    (
+        "lesson1-to-lesson2-cli.diff",
+        "lessons/lesson1-udp-alternating/src/cli.rs",
+        "lessons/lesson2-udp-threaded/src/cli.rs",
+    ),
+    (
+        "lesson3-to-lesson4-server.diff",
+        "lessons/lesson3-tcp-thread-per-client/src/bin/lesson3-server.rs",
+        "lessons/lesson4-tcp-reuseaddr/src/main.rs",
+    ),
+];
+
+/// The unified diff from `old` to `new` (workspace-relative paths), with
+/// the `ANCHOR:` marker lines left out of both: mdbook strips them from
+/// every include, so a reader never sees them, and a diff that showed them
+/// would be noise about the book, not about the code.
+pub fn lesson_diff(old: &str, new: &str) -> String {
+    let read = |path: &str| {
+        let full = testkit::workspace_root().join(path);
+        let text = std::fs::read_to_string(&full)
+            .unwrap_or_else(|err| panic!("cannot read {}: {err}", full.display()));
+        text.lines()
+            .filter(|line| !is_anchor_marker(line))
+            .map(|line| format!("{line}\n"))
+            .collect::<String>()
+    };
+    let (old_text, new_text) = (read(old), read(new));
+    similar::TextDiff::from_lines(&old_text, &new_text)
+        .unified_diff()
+        .context_radius(3)
+        .header(old, new)
+        .to_string()
+}
+
+fn is_anchor_marker(line: &str) -> bool {
+    let line = line.trim_start();
+    line.starts_with("// ANCHOR:") || line.starts_with("// ANCHOR_END:")
+}
+
+/// Whether `file` has both markers of `anchor`.
+pub fn has_anchor(file: &Path, anchor: &str) -> bool {
+    let text = std::fs::read_to_string(file).unwrap_or_default();
+    let has = |marker: &str| {
+        text.lines().any(|line| {
+            line.trim_start()
+                .strip_prefix("// ")
+                .and_then(|rest| rest.strip_prefix(marker))
+                .is_some_and(|name| name.trim() == anchor)
+        })
+    };
+    has("ANCHOR:") && has("ANCHOR_END:")
+}

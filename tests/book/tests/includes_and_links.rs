@@ -1,0 +1,86 @@
+//! Every include in the book resolves to a file and an anchor that exist,
+//! and every relative link or image points to a file that exists: what
+//! `mdbook build` would only warn about (or silently render empty) fails
+//! here, without mdbook installed.
+
+use book_checks::{has_anchor, includes, pages};
+
+#[test]
+fn every_include_resolves_to_a_file_and_anchor() {
+    let mut problems = Vec::new();
+    let mut count = 0;
+    for (page, text) in pages() {
+        let folder = page.parent().expect("a page lives in a folder");
+        for (path, anchor) in includes(&text) {
+            count += 1;
+            let file = folder.join(&path);
+            if !file.is_file() {
+                problems.push(format!(
+                    "{}: {{{{#include {path}}}}}: no such file",
+                    page.display()
+                ));
+            } else if let Some(anchor) = anchor.filter(|anchor| !has_anchor(&file, anchor)) {
+                problems.push(format!(
+                    "{}: {path}: no ANCHOR/ANCHOR_END pair named {anchor:?}",
+                    page.display()
+                ));
+            }
+        }
+    }
+    assert!(count > 0, "the book includes nothing: is docs/src there?");
+    assert!(
+        problems.is_empty(),
+        "unresolved includes:\n{}",
+        problems.join("\n")
+    );
+}
+
+#[test]
+fn every_relative_link_and_image_exists() {
+    let mut problems = Vec::new();
+    for (page, text) in pages() {
+        let folder = page.parent().expect("a page lives in a folder");
+        // `](target)` covers both links and images.
+        for (at, _) in text.match_indices("](") {
+            let rest = &text[at + 2..];
+            let Some(end) = rest.find(')') else { continue };
+            let target = rest[..end].split('#').next().unwrap_or_default();
+            if target.is_empty() || target.contains("://") || target.starts_with("mailto:") {
+                continue;
+            }
+            if !folder.join(target).exists() {
+                problems.push(format!("{}: ({target}) does not exist", page.display()));
+            }
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "broken links:\n{}",
+        problems.join("\n")
+    );
+}
+
+#[test]
+fn summary_lists_every_page() {
+    let pages = pages();
+    let summary = pages
+        .iter()
+        .find(|(path, _)| path.ends_with("SUMMARY.md"))
+        .map(|(_, text)| text.clone())
+        .expect("docs/src/SUMMARY.md exists");
+    let src = testkit::workspace_root().join("docs/src");
+    for (path, _) in &pages {
+        let relative = path
+            .strip_prefix(&src)
+            .expect("under docs/src")
+            .to_string_lossy()
+            .into_owned();
+        if relative == "SUMMARY.md" || relative.starts_with("generated/") {
+            continue;
+        }
+        assert!(
+            summary.contains(&format!("({relative})")),
+            "{relative} is not in SUMMARY.md: readers would never reach it"
+        );
+    }
+}
