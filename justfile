@@ -48,7 +48,20 @@ ci:
     cargo fmt --all --check
     cargo clippy --workspace --all-targets -- -D warnings
     cargo test --workspace
+    mdbook build docs
 
 # ---- the book ----
+
+# Build the book and serve it at http://localhost:3000, rebuilding on change.
+book:
+    mdbook serve docs --open
+
+# Regenerate the diffs between lessons that the book shows (docs/src/generated/*.diff).
+diffs:
+    UPDATE_GENERATED=1 cargo test -p book-checks --test diffs
+
+# Regenerate everything under docs/src/generated/: diffs and captured sessions.
+generated:
+    UPDATE_GENERATED=1 cargo test --workspace
 
 # ---- benchmark ----
