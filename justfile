@@ -65,3 +65,8 @@ generated:
     UPDATE_GENERATED=1 cargo test --workspace
 
 # ---- benchmark ----
+
+# Benchmark lesson 4's server (and ncat's process per connection): `just bench` writes the book's tables and charts; `just bench quick` takes under a minute.
+bench mode="full":
+    cargo build -q --release -p echo-bench -p lesson4-tcp-reuseaddr
+    target/release/echo-bench suite {{ if mode == "quick" { "--quick" } else { "" } }}
