@@ -15,8 +15,15 @@ pub struct Series {
 
 /// Draws `series` into the SVG file `path`.
 pub fn draw(path: &Path, title: &str, y_label: &str, series: &[Series]) -> Result<()> {
-    let x_max = series.iter().flat_map(|s| s.points.iter().map(|p| p.0)).fold(1.0, f64::max);
-    let y_max = series.iter().flat_map(|s| s.points.iter().map(|p| p.1)).fold(1.0, f64::max) * 1.15;
+    let x_max = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.0))
+        .fold(1.0, f64::max);
+    let y_max = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.1))
+        .fold(1.0, f64::max)
+        * 1.15;
     let root = SVGBackend::new(path, (720, 420)).into_drawing_area();
     root.fill(&WHITE).map_err(|err| anyhow!("{err}"))?;
     let mut chart = ChartBuilder::on(&root)
@@ -37,12 +44,21 @@ pub fn draw(path: &Path, title: &str, y_label: &str, series: &[Series]) -> Resul
     for (index, line) in series.iter().enumerate() {
         let color = Palette99::pick(index).to_rgba();
         chart
-            .draw_series(LineSeries::new(line.points.iter().copied(), color.stroke_width(2)))
+            .draw_series(LineSeries::new(
+                line.points.iter().copied(),
+                color.stroke_width(2),
+            ))
             .map_err(|err| anyhow!("{err}"))?
             .label(line.label.as_str())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
         chart
-            .draw_series(line.points.iter().map(|&point| Circle::new(point, 3, color.filled())))
+            .draw_series(
+                line.points
+                    .iter()
+                    .map(|&point| Circle::new(point, 3, color.filled())),
+            )
             .map_err(|err| anyhow!("{err}"))?;
     }
     chart

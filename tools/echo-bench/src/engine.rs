@@ -22,8 +22,8 @@ use hdrhistogram::Histogram;
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use nix::sys::socket::{
-    AddressFamily, MsgFlags, Shutdown, SockFlag, SockType, SockaddrStorage, connect, getsockopt, recv, send,
-    setsockopt, shutdown, socket, sockopt,
+    AddressFamily, MsgFlags, Shutdown, SockFlag, SockType, SockaddrStorage, connect, getsockopt,
+    recv, send, setsockopt, shutdown, socket, sockopt,
 };
 
 /// What each connection does after a round trip.
@@ -106,7 +106,8 @@ struct Connection {
 
 /// The message of connection `id` in round `round`: pseudo-random bytes.
 pub fn message(id: u64, round: u64, size: usize) -> Vec<u8> {
-    let mut state = id.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ round.wrapping_mul(0xD1B5_4A32_D192_ED03) | 1;
+    let mut state =
+        id.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ round.wrapping_mul(0xD1B5_4A32_D192_ED03) | 1;
     (0..size)
         .map(|_| {
             state ^= state << 13;
@@ -150,7 +151,12 @@ pub fn run(plan: &Plan, mut tick: impl FnMut(u64)) -> Result<Outcome> {
     if let (Some(start), Some(deadline)) = (run.measure_start, run.deadline) {
         run.outcome.measured = deadline - start;
     }
-    let held = run.connections.iter_mut().filter_map(Option::take).map(|connection| connection.fd).collect();
+    let held = run
+        .connections
+        .iter_mut()
+        .filter_map(Option::take)
+        .map(|connection| connection.fd)
+        .collect();
     run.outcome.held = held;
     Ok(run.outcome)
 }
@@ -186,7 +192,8 @@ impl<'a> Run<'a> {
                 round_trips: 0,
                 measured_round_trips: 0,
                 measured: Duration::ZERO,
-                latency: Histogram::new_with_bounds(1, 60_000_000, 3).context("histogram bounds")?,
+                latency: Histogram::new_with_bounds(1, 60_000_000, 3)
+                    .context("histogram bounds")?,
                 mismatches: 0,
                 failures: BTreeMap::new(),
                 served: 0,
@@ -216,8 +223,17 @@ impl<'a> Run<'a> {
     /// connection).
     fn open(&mut self) {
         self.opened += 1;
-        let family = if self.plan.addr.is_ipv4() { AddressFamily::Inet } else { AddressFamily::Inet6 };
-        let fd = match socket(family, SockType::Stream, SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC, None) {
+        let family = if self.plan.addr.is_ipv4() {
+            AddressFamily::Inet
+        } else {
+            AddressFamily::Inet6
+        };
+        let fd = match socket(
+            family,
+            SockType::Stream,
+            SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+            None,
+        ) {
             Ok(fd) => fd,
             Err(err) => return self.fail_unopened(format!("socket: {err}")),
         };
@@ -231,7 +247,10 @@ impl<'a> Run<'a> {
             self.connections.push(None);
             self.connections.len() - 1
         });
-        let flags = EpollFlags::EPOLLIN | EpollFlags::EPOLLOUT | EpollFlags::EPOLLRDHUP | EpollFlags::EPOLLET;
+        let flags = EpollFlags::EPOLLIN
+            | EpollFlags::EPOLLOUT
+            | EpollFlags::EPOLLRDHUP
+            | EpollFlags::EPOLLET;
         if let Err(err) = self.epoll.add(&fd, EpollEvent::new(flags, slot as u64)) {
             self.free_slots.push(slot);
             return self.fail_unopened(format!("epoll_ctl: {err}"));
@@ -272,7 +291,9 @@ impl<'a> Run<'a> {
 
     /// Advances connection `slot` as far as the socket allows.
     fn drive(&mut self, slot: usize) {
-        let Some(mut connection) = self.connections.get_mut(slot).and_then(Option::take) else { return };
+        let Some(mut connection) = self.connections.get_mut(slot).and_then(Option::take) else {
+            return;
+        };
         if self.advance(&mut connection) {
             self.connections[slot] = Some(connection);
         } else {
@@ -300,12 +321,18 @@ impl<'a> Run<'a> {
             match connection.state {
                 State::Connecting => match getsockopt(&connection.fd, sockopt::SocketError) {
                     Ok(0) => self.start_round(connection),
-                    Ok(code) => return self.fail(connection, format!("connect: {}", Errno::from_raw(code))),
+                    Ok(code) => {
+                        return self
+                            .fail(connection, format!("connect: {}", Errno::from_raw(code)));
+                    }
                     Err(err) => return self.fail(connection, format!("connect: {err}")),
                 },
                 State::Sending => {
-                    match send(connection.fd.as_raw_fd(), &connection.message[connection.offset..], MsgFlags::MSG_NOSIGNAL)
-                    {
+                    match send(
+                        connection.fd.as_raw_fd(),
+                        &connection.message[connection.offset..],
+                        MsgFlags::MSG_NOSIGNAL,
+                    ) {
                         Ok(sent) => {
                             connection.offset += sent;
                             connection.last_progress = Instant::now();
@@ -320,7 +347,11 @@ impl<'a> Run<'a> {
                     }
                 }
                 State::Receiving | State::Holding | State::Closing => {
-                    let received = match recv(connection.fd.as_raw_fd(), &mut self.buffer, MsgFlags::empty()) {
+                    let received = match recv(
+                        connection.fd.as_raw_fd(),
+                        &mut self.buffer,
+                        MsgFlags::empty(),
+                    ) {
                         Ok(received) => received,
                         Err(Errno::EAGAIN) => return true,
                         Err(Errno::EINTR) => continue,
@@ -342,7 +373,11 @@ impl<'a> Run<'a> {
                     let expected = &connection.message[connection.offset..];
                     let matching = received.min(expected.len());
                     let extra = received - matching;
-                    let differing = self.buffer[..matching].iter().zip(expected).filter(|(got, want)| got != want).count();
+                    let differing = self.buffer[..matching]
+                        .iter()
+                        .zip(expected)
+                        .filter(|(got, want)| got != want)
+                        .count();
                     self.outcome.mismatches += (differing + extra) as u64;
                     connection.offset += matching;
                     if connection.offset == connection.message.len() {
@@ -369,7 +404,9 @@ impl<'a> Run<'a> {
         let now = Instant::now();
         self.outcome.round_trips += 1;
         connection.round += 1;
-        let in_window = self.measure_start.is_some_and(|start| connection.round_start >= start)
+        let in_window = self
+            .measure_start
+            .is_some_and(|start| connection.round_start >= start)
             && self.deadline.is_none_or(|deadline| now <= deadline);
         let measured = match self.plan.mode {
             Mode::Load { .. } => in_window,
@@ -415,7 +452,8 @@ impl<'a> Run<'a> {
         let now = Instant::now();
         for slot in 0..self.connections.len() {
             let stalled = self.connections[slot].as_ref().is_some_and(|connection| {
-                connection.state != State::Holding && now - connection.last_progress > self.plan.stall_timeout
+                connection.state != State::Holding
+                    && now - connection.last_progress > self.plan.stall_timeout
             });
             if stalled && let Some(connection) = self.connections[slot].take() {
                 let what = match connection.state {

@@ -26,7 +26,11 @@ use engine::{Mode, Plan};
 use report::LoadReport;
 
 #[derive(Parser, Debug)]
-#[command(name = "echo-bench", version, about = "A load generator for TCP echo servers (loopback only)")]
+#[command(
+    name = "echo-bench",
+    version,
+    about = "A load generator for TCP echo servers (loopback only)"
+)]
 struct Args {
     #[command(subcommand)]
     command: Command,
@@ -109,10 +113,17 @@ fn main() -> ExitCode {
 fn run(command: Command) -> Result<()> {
     raise_open_files_limit();
     match command {
-        Command::Load { common, size, seconds, rounds } => {
+        Command::Load {
+            common,
+            size,
+            seconds,
+            rounds,
+        } => {
             let mode = match rounds {
                 Some(rounds) => Mode::Rounds { rounds },
-                None => Mode::Load { duration: Duration::from_secs_f64(seconds.max(0.01)) },
+                None => Mode::Load {
+                    duration: Duration::from_secs_f64(seconds.max(0.01)),
+                },
             };
             let outcome = engine::run(&plan(&common, size as usize, mode), progress(&common))?;
             let mut report = LoadReport::new(common.connections as usize, size as usize, &outcome);
@@ -123,14 +134,31 @@ fn run(command: Command) -> Result<()> {
             }
             print(&common, &report, &report.line())
         }
-        Command::Hold { common, server_pid, hold_seconds } => {
-            let (report, held) = runs::hold(&plan(&common, 64, Mode::Hold), server_pid, progress(&common))?;
+        Command::Hold {
+            common,
+            server_pid,
+            hold_seconds,
+        } => {
+            let (report, held) = runs::hold(
+                &plan(&common, 64, Mode::Hold),
+                server_pid,
+                progress(&common),
+            )?;
             std::thread::sleep(Duration::from_secs_f64(hold_seconds.max(0.0)));
             drop(held);
             print(&common, &report, &report.line())
         }
-        Command::Churn { common, cycles, server_pid } => {
-            let report = runs::churn(&plan(&common, 64, Mode::Churn { cycles }), cycles, server_pid, progress(&common))?;
+        Command::Churn {
+            common,
+            cycles,
+            server_pid,
+        } => {
+            let report = runs::churn(
+                &plan(&common, 64, Mode::Churn { cycles }),
+                cycles,
+                server_pid,
+                progress(&common),
+            )?;
             print(&common, &report, &report.line())
         }
         Command::Suite { quick } => suite::run(quick),
@@ -154,7 +182,10 @@ fn progress(common: &Common) -> impl FnMut(u64) {
         ProgressBar::hidden()
     } else {
         let bar = ProgressBar::new_spinner();
-        bar.set_style(ProgressStyle::with_template("{spinner} {elapsed} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {elapsed} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
         bar
     };
     move |round_trips| {

@@ -27,7 +27,11 @@ pub fn read(pid: u32) -> Result<ProcStats> {
     let open_fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .with_context(|| format!("cannot list /proc/{pid}/fd"))?
         .count() as u64;
-    Ok(ProcStats { rss_kib: field("VmRSS:")?, threads: field("Threads:")?, open_fds })
+    Ok(ProcStats {
+        rss_kib: field("VmRSS:")?,
+        threads: field("Threads:")?,
+        open_fds,
+    })
 }
 
 /// Waits (at most `limit`) until the stats stop changing: a server's
@@ -38,7 +42,9 @@ pub fn settled(pid: u32, limit: std::time::Duration) -> Result<ProcStats> {
     loop {
         std::thread::sleep(std::time::Duration::from_millis(100));
         let now = read(pid)?;
-        if (now.threads, now.open_fds) == (last.threads, last.open_fds) || std::time::Instant::now() >= deadline {
+        if (now.threads, now.open_fds) == (last.threads, last.open_fds)
+            || std::time::Instant::now() >= deadline
+        {
             return Ok(now);
         }
         last = now;

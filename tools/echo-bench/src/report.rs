@@ -27,8 +27,18 @@ pub struct LoadReport {
 impl LoadReport {
     pub fn new(connections: usize, size: usize, outcome: &Outcome) -> LoadReport {
         let seconds = outcome.measured.as_secs_f64();
-        let rate = if seconds > 0.0 { outcome.measured_round_trips as f64 / seconds } else { 0.0 };
-        let quantile = |q: f64| if outcome.latency.is_empty() { 0 } else { outcome.latency.value_at_quantile(q) };
+        let rate = if seconds > 0.0 {
+            outcome.measured_round_trips as f64 / seconds
+        } else {
+            0.0
+        };
+        let quantile = |q: f64| {
+            if outcome.latency.is_empty() {
+                0
+            } else {
+                outcome.latency.value_at_quantile(q)
+            }
+        };
         LoadReport {
             connections,
             size,
@@ -136,6 +146,9 @@ fn failures_note(failures: &BTreeMap<String, u64>) -> String {
     if failures.is_empty() {
         return String::new();
     }
-    let list: Vec<String> = failures.iter().map(|(reason, count)| format!("{count}× {reason}")).collect();
+    let list: Vec<String> = failures
+        .iter()
+        .map(|(reason, count)| format!("{count}× {reason}"))
+        .collect();
     format!(" ({})", list.join(", "))
 }

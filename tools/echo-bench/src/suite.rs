@@ -24,8 +24,8 @@ use nix::unistd::Pid;
 use crate::charts::{self, Series};
 use crate::engine::{self, Mode, Plan};
 use crate::proc_stats::{self, ProcStats};
-use crate::runs;
 use crate::report::{ChurnReport, HoldReport, LoadReport};
+use crate::runs;
 
 /// What one run of the suite covers.
 struct Scale {
@@ -79,20 +79,39 @@ impl Drop for Server {
 pub fn run(quick: bool) -> Result<()> {
     let scale = if quick { &QUICK } else { &FULL };
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let out_dir = if quick { root.join("target/bench-quick") } else { root.join("docs/src/generated") };
-    std::fs::create_dir_all(&out_dir).with_context(|| format!("cannot create {}", out_dir.display()))?;
+    let out_dir = if quick {
+        root.join("target/bench-quick")
+    } else {
+        root.join("docs/src/generated")
+    };
+    std::fs::create_dir_all(&out_dir)
+        .with_context(|| format!("cannot create {}", out_dir.display()))?;
     let lesson4 = root.join("target/release/lesson4-server");
     if !lesson4.exists() {
-        bail!("{} is missing: build it with `cargo build --release -p lesson4-tcp-reuseaddr` (`just bench` does)", lesson4.display());
+        bail!(
+            "{} is missing: build it with `cargo build --release -p lesson4-tcp-reuseaddr` (`just bench` does)",
+            lesson4.display()
+        );
     }
     let machine = machine();
     let pinned = pin(Pid::from_raw(0));
     let mut md = String::new();
-    writeln!(md, "Measured on {} by `just bench{}`.\n", machine, if quick { " quick" } else { "" })?;
+    writeln!(
+        md,
+        "Measured on {} by `just bench{}`.\n",
+        machine,
+        if quick { " quick" } else { "" }
+    )?;
     if pinned {
-        writeln!(md, "Server and load generator were pinned to the same CPU (CPU 0): on a small virtual machine, wake-ups that cross CPUs swing loopback figures by 2× or more from run to run.\n")?;
+        writeln!(
+            md,
+            "Server and load generator were pinned to the same CPU (CPU 0): on a small virtual machine, wake-ups that cross CPUs swing loopback figures by 2× or more from run to run.\n"
+        )?;
     } else {
-        writeln!(md, "Pinning to one CPU was not allowed here; figures may vary more between runs.\n")?;
+        writeln!(
+            md,
+            "Pinning to one CPU was not allowed here; figures may vary more between runs.\n"
+        )?;
     }
     println!("{}", md.trim_end());
 
@@ -114,7 +133,14 @@ pub fn run(quick: bool) -> Result<()> {
             for &connections in scale.connections {
                 let mut runs = Vec::new();
                 for _ in 0..scale.repeats {
-                    let plan = plan(server.addr, connections, size, Mode::Load { duration: Duration::from_secs_f64(scale.seconds) });
+                    let plan = plan(
+                        server.addr,
+                        connections,
+                        size,
+                        Mode::Load {
+                            duration: Duration::from_secs_f64(scale.seconds),
+                        },
+                    );
                     let outcome = engine::run(&plan, |_| {})?;
                     runs.push(LoadReport::new(connections, size, &outcome));
                 }
@@ -124,14 +150,28 @@ pub fn run(quick: bool) -> Result<()> {
             }
         }
     }
-    writeln!(md, "## Closed-loop round trips (median of {} runs of {} s each)\n", scale.repeats, scale.seconds)?;
-    writeln!(md, "| server | connections | message | round trips/s | p50 µs | p99 µs | p99.9 µs | failed | mismatched bytes |")?;
+    writeln!(
+        md,
+        "## Closed-loop round trips (median of {} runs of {} s each)\n",
+        scale.repeats, scale.seconds
+    )?;
+    writeln!(
+        md,
+        "| server | connections | message | round trips/s | p50 µs | p99 µs | p99.9 µs | failed | mismatched bytes |"
+    )?;
     writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|")?;
     for (kind, r) in &results {
         writeln!(
             md,
             "| {kind} | {} | {} B | {:.0} | {} | {} | {} | {} | {} |",
-            r.connections, r.size, r.round_trips_per_sec, r.p50_us, r.p99_us, r.p999_us, r.failed, r.mismatches
+            r.connections,
+            r.size,
+            r.round_trips_per_sec,
+            r.p50_us,
+            r.p99_us,
+            r.p999_us,
+            r.failed,
+            r.mismatches
         )?;
     }
 
@@ -159,14 +199,27 @@ pub fn run(quick: bool) -> Result<()> {
     drop(server);
 
     writeln!(md, "\n## Holding connections (lesson 4)\n")?;
-    writeln!(md, "| | connections | served | failed | all served after | server resident memory | server threads |")?;
+    writeln!(
+        md,
+        "| | connections | served | failed | all served after | server resident memory | server threads |"
+    )?;
     writeln!(md, "|---|---:|---:|---:|---:|---:|---:|")?;
-    writeln!(md, "| idle server | 0 | | | | {:.1} MiB | {} |", mib(idle.rss_kib), idle.threads)?;
+    writeln!(
+        md,
+        "| idle server | 0 | | | | {:.1} MiB | {} |",
+        mib(idle.rss_kib),
+        idle.threads
+    )?;
     if let Some(stats) = held.server {
         writeln!(
             md,
             "| `--backlog 4096` | {} | {} | {} | {:.2} s | {:.1} MiB | {} |",
-            held.connections, held.served, held.failed, held.all_served_secs, mib(stats.rss_kib), stats.threads
+            held.connections,
+            held.served,
+            held.failed,
+            held.all_served_secs,
+            mib(stats.rss_kib),
+            stats.threads
         )?;
     }
     writeln!(
@@ -174,19 +227,34 @@ pub fn run(quick: bool) -> Result<()> {
         "\n## The original backlog of 10: {} clients connecting at once\n\nA client counts as failed when it got no echo within {} s.\n",
         scale.backlog_clients, scale.backlog_patience
     )?;
-    writeln!(md, "| backlog | served | failed | last client served or given up after |")?;
+    writeln!(
+        md,
+        "| backlog | served | failed | last client served or given up after |"
+    )?;
     writeln!(md, "|---:|---:|---:|---:|")?;
     for (backlog, report) in [(10, &backlog10), (4096, &backlog4096)] {
-        writeln!(md, "| {backlog} | {} | {} | {:.2} s |", report.served, report.failed, report.all_served_secs)?;
+        writeln!(
+            md,
+            "| {backlog} | {} | {} | {:.2} s |",
+            report.served, report.failed, report.all_served_secs
+        )?;
     }
-    writeln!(md, "\n## Churn: {} connect–echo–close cycles, {} at a time (lesson 4)\n", churn.cycles, churn.concurrency)?;
+    writeln!(
+        md,
+        "\n## Churn: {} connect–echo–close cycles, {} at a time (lesson 4)\n",
+        churn.cycles, churn.concurrency
+    )?;
     writeln!(md, "| | open descriptors | threads |")?;
     writeln!(md, "|---|---:|---:|")?;
     if let (Some(before), Some(after)) = (churn.before, churn.after) {
         writeln!(md, "| before | {} | {} |", before.open_fds, before.threads)?;
         writeln!(md, "| after | {} | {} |", after.open_fds, after.threads)?;
     }
-    writeln!(md, "\n{} cycles in {:.2} s, {} failed, {} mismatched bytes.", churn.served, churn.seconds, churn.failed, churn.mismatches)?;
+    writeln!(
+        md,
+        "\n{} cycles in {:.2} s, {} failed, {} mismatched bytes.",
+        churn.served, churn.seconds, churn.failed, churn.mismatches
+    )?;
 
     // ---- targets ----
     let targets = targets(scale, &results, &held, &churn, kinds.len() > 1);
@@ -207,31 +275,75 @@ pub fn run(quick: bool) -> Result<()> {
         for &size in scale.sizes {
             let points = results.iter().filter(|(k, r)| *k == kind && r.size == size);
             let label = format!("{} · {size} B", kind.split(" (").next().unwrap_or(kind));
-            throughput.push(Series { label: label.clone(), points: points.clone().map(|(_, r)| (r.connections as f64, r.round_trips_per_sec)).collect() });
-            p99.push(Series { label, points: points.map(|(_, r)| (r.connections as f64, r.p99_us as f64)).collect() });
+            throughput.push(Series {
+                label: label.clone(),
+                points: points
+                    .clone()
+                    .map(|(_, r)| (r.connections as f64, r.round_trips_per_sec))
+                    .collect(),
+            });
+            p99.push(Series {
+                label,
+                points: points
+                    .map(|(_, r)| (r.connections as f64, r.p99_us as f64))
+                    .collect(),
+            });
         }
     }
-    charts::draw(&out_dir.join("bench-throughput.svg"), "Round trips per second", "round trips/s", &throughput)?;
-    charts::draw(&out_dir.join("bench-p99.svg"), "p99 latency", "p99 latency (µs)", &p99)?;
+    charts::draw(
+        &out_dir.join("bench-throughput.svg"),
+        "Round trips per second",
+        "round trips/s",
+        &throughput,
+    )?;
+    charts::draw(
+        &out_dir.join("bench-p99.svg"),
+        "p99 latency",
+        "p99 latency (µs)",
+        &p99,
+    )?;
     let md_path = out_dir.join("bench.md");
     std::fs::write(&md_path, md).with_context(|| format!("cannot write {}", md_path.display()))?;
-    println!("\nwrote {}, bench-throughput.svg and bench-p99.svg in {}", md_path.display(), out_dir.display());
+    println!(
+        "\nwrote {}, bench-throughput.svg and bench-p99.svg in {}",
+        md_path.display(),
+        out_dir.display()
+    );
     Ok(())
 }
 
 fn plan(addr: SocketAddr, connections: usize, size: usize, mode: Mode) -> Plan {
-    Plan { addr, connections, size, mode, stall_timeout: Duration::from_secs(15) }
+    Plan {
+        addr,
+        connections,
+        size,
+        mode,
+        stall_timeout: Duration::from_secs(15),
+    }
 }
 
 /// Holds `connections` connections; a client that waits longer than
 /// `patience` for its echo counts as failed.
-fn hold(addr: SocketAddr, connections: usize, pid: Option<u32>, patience: Duration) -> Result<HoldReport> {
-    let plan = Plan { stall_timeout: patience, ..plan(addr, connections, 64, Mode::Hold) };
+fn hold(
+    addr: SocketAddr,
+    connections: usize,
+    pid: Option<u32>,
+    patience: Duration,
+) -> Result<HoldReport> {
+    let plan = Plan {
+        stall_timeout: patience,
+        ..plan(addr, connections, 64, Mode::Hold)
+    };
     Ok(runs::hold(&plan, pid, |_| {})?.0)
 }
 
 fn churn(addr: SocketAddr, cycles: u64, pid: u32) -> Result<ChurnReport> {
-    runs::churn(&plan(addr, 50, 64, Mode::Churn { cycles }), cycles, Some(pid), |_| {})
+    runs::churn(
+        &plan(addr, 50, 64, Mode::Churn { cycles }),
+        cycles,
+        Some(pid),
+        |_| {},
+    )
 }
 
 /// The targets, each with what was measured and whether it held.
@@ -243,21 +355,43 @@ fn targets(
     with_peer: bool,
 ) -> Vec<(String, String, bool)> {
     let mut targets = Vec::new();
-    let rss = hold.server.map_or(u64::MAX, |stats: ProcStats| stats.rss_kib);
+    let rss = hold
+        .server
+        .map_or(u64::MAX, |stats: ProcStats| stats.rss_kib);
     targets.push((
-        format!("{} connections held, each served, server under 200 MiB resident", scale.hold),
-        format!("{} of {} served, {:.1} MiB", hold.served, hold.connections, mib(rss)),
+        format!(
+            "{} connections held, each served, server under 200 MiB resident",
+            scale.hold
+        ),
+        format!(
+            "{} of {} served, {:.1} MiB",
+            hold.served,
+            hold.connections,
+            mib(rss)
+        ),
         hold.served as usize == scale.hold && hold.failed == 0 && rss < 200 * 1024,
     ));
     if let (Some(before), Some(after)) = (churn.before, churn.after) {
         targets.push((
-            format!("after {} churn cycles, descriptors and threads back to the start (±2)", churn.cycles),
-            format!("descriptors {} → {}, threads {} → {}", before.open_fds, after.open_fds, before.threads, after.threads),
-            after.open_fds.abs_diff(before.open_fds) <= 2 && after.threads.abs_diff(before.threads) <= 2 && churn.failed == 0,
+            format!(
+                "after {} churn cycles, descriptors and threads back to the start (±2)",
+                churn.cycles
+            ),
+            format!(
+                "descriptors {} → {}, threads {} → {}",
+                before.open_fds, after.open_fds, before.threads, after.threads
+            ),
+            after.open_fds.abs_diff(before.open_fds) <= 2
+                && after.threads.abs_diff(before.threads) <= 2
+                && churn.failed == 0,
         ));
     }
     // The targets are the lesson's; the peer's failures show in the table.
-    let lesson4 = || results.iter().filter(|(kind, _)| kind.starts_with("lesson 4"));
+    let lesson4 = || {
+        results
+            .iter()
+            .filter(|(kind, _)| kind.starts_with("lesson 4"))
+    };
     let failed: u64 = lesson4().map(|(_, r)| r.failed).sum();
     let mismatched: u64 = lesson4().map(|(_, r)| r.mismatches).sum();
     targets.push((
@@ -270,7 +404,9 @@ fn targets(
             let rate = |kind_prefix: &str| {
                 results
                     .iter()
-                    .find(|(kind, r)| kind.starts_with(kind_prefix) && r.connections == 100 && r.size == size)
+                    .find(|(kind, r)| {
+                        kind.starts_with(kind_prefix) && r.connections == 100 && r.size == size
+                    })
                     .map_or(0.0, |(_, r)| r.round_trips_per_sec)
             };
             let (threads, processes) = (rate("lesson 4"), rate("ncat"));
@@ -300,7 +436,13 @@ fn median(mut runs: Vec<LoadReport>) -> LoadReport {
 fn start(kind: &'static str, lesson4: &Path, ncat: Option<&Path>, backlog: u32) -> Result<Server> {
     let (mut child, addr) = if kind.starts_with("lesson 4") {
         let mut child = Command::new(lesson4)
-            .args(["--bind", "127.0.0.1:0", "--backlog", &backlog.to_string(), "--quiet"])
+            .args([
+                "--bind",
+                "127.0.0.1:0",
+                "--backlog",
+                &backlog.to_string(),
+                "--quiet",
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -309,14 +451,28 @@ fn start(kind: &'static str, lesson4: &Path, ncat: Option<&Path>, backlog: u32) 
         let stdout = child.stdout.take().context("server stdout")?;
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line)?;
-        let addr = line.trim().strip_prefix("listening on ").and_then(|a| a.parse().ok());
-        let Some(addr) = addr else { bail!("lesson4-server printed {line:?}, not its address") };
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .and_then(|a| a.parse().ok());
+        let Some(addr) = addr else {
+            bail!("lesson4-server printed {line:?}, not its address")
+        };
         (child, addr)
     } else {
         let ncat = ncat.context("ncat is not installed")?;
         let addr = TcpListener::bind("127.0.0.1:0")?.local_addr()?;
         let child = Command::new(ncat)
-            .args(["-l", "-k", "--max-conns", "20000", "--exec", "/bin/cat", "127.0.0.1", &addr.port().to_string()])
+            .args([
+                "-l",
+                "-k",
+                "--max-conns",
+                "20000",
+                "--exec",
+                "/bin/cat",
+                "127.0.0.1",
+                &addr.port().to_string(),
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -355,7 +511,11 @@ fn machine() -> String {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo
         .lines()
-        .find_map(|line| line.strip_prefix("model name").and_then(|rest| rest.split_once(':')).map(|(_, m)| m.trim().to_owned()))
+        .find_map(|line| {
+            line.strip_prefix("model name")
+                .and_then(|rest| rest.split_once(':'))
+                .map(|(_, m)| m.trim().to_owned())
+        })
         .unwrap_or_else(|| "an unknown CPU".into());
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();

@@ -20,8 +20,8 @@ enum Behaviour {
 }
 
 fn test_server(behaviour: Behaviour) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback test server");
+    let addr = listener.local_addr().expect("test server address");
     thread::spawn(move || {
         for client in listener.incoming().flatten() {
             thread::spawn(move || serve(client, behaviour));
@@ -63,15 +63,30 @@ fn bench(args: &[&str]) -> Value {
         .arg("--json")
         .timeout(testkit::DEADLINE)
         .output()
-        .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    serde_json::from_slice(&output.stdout).unwrap_or_else(|err| panic!("{err}: {}", String::from_utf8_lossy(&output.stdout)))
+        .expect("run echo-bench");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|err| panic!("{err}: {}", String::from_utf8_lossy(&output.stdout)))
 }
 
 #[test]
 fn counts_every_round_trip() {
     let addr = test_server(Behaviour::Echo).to_string();
-    let report = bench(&["load", "--addr", &addr, "--connections", "7", "--size", "100", "--rounds", "13"]);
+    let report = bench(&[
+        "load",
+        "--addr",
+        &addr,
+        "--connections",
+        "7",
+        "--size",
+        "100",
+        "--rounds",
+        "13",
+    ]);
     assert_eq!(report["round_trips"], 7 * 13);
     assert_eq!(report["failed"], 0);
     assert_eq!(report["mismatches"], 0);
@@ -80,7 +95,17 @@ fn counts_every_round_trip() {
 #[test]
 fn counts_a_corrupted_byte() {
     let addr = test_server(Behaviour::CorruptOneByte).to_string();
-    let report = bench(&["load", "--addr", &addr, "--connections", "3", "--size", "64", "--rounds", "2"]);
+    let report = bench(&[
+        "load",
+        "--addr",
+        &addr,
+        "--connections",
+        "3",
+        "--size",
+        "64",
+        "--rounds",
+        "2",
+    ]);
     // One flipped byte per connection, and every round trip still completes.
     assert_eq!(report["mismatches"], 3);
     assert_eq!(report["round_trips"], 6);
@@ -89,7 +114,17 @@ fn counts_a_corrupted_byte() {
 #[test]
 fn counts_connections_a_server_closes_early() {
     let addr = test_server(Behaviour::CloseAfter(100)).to_string();
-    let report = bench(&["load", "--addr", &addr, "--connections", "4", "--size", "64", "--rounds", "5"]);
+    let report = bench(&[
+        "load",
+        "--addr",
+        &addr,
+        "--connections",
+        "4",
+        "--size",
+        "64",
+        "--rounds",
+        "5",
+    ]);
     // The first round trip (64 bytes) completes; the second is cut short.
     assert_eq!(report["round_trips"], 4);
     assert_eq!(report["failed"], 4);
@@ -99,26 +134,75 @@ fn counts_connections_a_server_closes_early() {
 #[test]
 fn reports_a_refused_connection() {
     let addr = testkit::free_tcp_addr(testkit::LOCALHOST).to_string();
-    let report = bench(&["load", "--addr", &addr, "--connections", "2", "--rounds", "1"]);
+    let report = bench(&[
+        "load",
+        "--addr",
+        &addr,
+        "--connections",
+        "2",
+        "--rounds",
+        "1",
+    ]);
     assert_eq!(report["failed"], 2);
-    assert_eq!(report["failures"]["connect: ECONNREFUSED: Connection refused"], 2);
+    assert_eq!(
+        report["failures"]["connect: ECONNREFUSED: Connection refused"],
+        2
+    );
 }
 
 #[test]
 fn a_quick_run_against_lesson_4_has_no_failures() {
-    let (server, addr) = testkit::tcp::start_server("lesson4-server", "127.0.0.1:0".parse().unwrap(), &["--quiet"]);
+    let (server, addr) = testkit::tcp::start_server(
+        "lesson4-server",
+        "127.0.0.1:0".parse().unwrap(),
+        &["--quiet"],
+    );
     let addr = addr.to_string();
-    let load = bench(&["load", "--addr", &addr, "--connections", "20", "--size", "512", "--seconds", "0.3"]);
+    let load = bench(&[
+        "load",
+        "--addr",
+        &addr,
+        "--connections",
+        "20",
+        "--size",
+        "512",
+        "--seconds",
+        "0.3",
+    ]);
     assert_eq!(load["failed"], 0);
     assert_eq!(load["mismatches"], 0);
     assert!(load["round_trips"].as_u64().unwrap() > 20, "{load}");
     let pid = server.pid().to_string();
-    let hold = bench(&["hold", "--addr", &addr, "--connections", "50", "--server-pid", &pid]);
+    let hold = bench(&[
+        "hold",
+        "--addr",
+        &addr,
+        "--connections",
+        "50",
+        "--server-pid",
+        &pid,
+    ]);
     assert_eq!(hold["served"], 50);
-    assert!(hold["server"]["threads"].as_u64().unwrap() >= 51, "a thread per held client: {hold}");
-    let churn = bench(&["churn", "--addr", &addr, "--connections", "10", "--cycles", "200", "--server-pid", &pid]);
+    assert!(
+        hold["server"]["threads"].as_u64().unwrap() >= 51,
+        "a thread per held client: {hold}"
+    );
+    let churn = bench(&[
+        "churn",
+        "--addr",
+        &addr,
+        "--connections",
+        "10",
+        "--cycles",
+        "200",
+        "--server-pid",
+        &pid,
+    ]);
     assert_eq!(churn["served"], 200);
     assert_eq!(churn["failed"], 0);
-    assert_eq!(churn["after"]["threads"], churn["before"]["threads"], "{churn}");
+    assert_eq!(
+        churn["after"]["threads"], churn["before"]["threads"],
+        "{churn}"
+    );
     drop(server);
 }
