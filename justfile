@@ -20,23 +20,6 @@ lesson2 *args:
 
 # ---- lessons 3-4: TCP echo server ----
 
-# Lesson 3's echo server, one thread per client (e.g. `just lesson3 --bind 0.0.0.0:8890`).
-lesson3 *args:
-    cargo run --quiet -p lesson3-tcp-thread-per-client --bin lesson3-server -- "$@"
-
-# Lesson 3's client: type lines, see their echo; `exit` quits (e.g. `just lesson3-client --server 127.0.0.1:8890`).
-lesson3-client *args:
-    cargo run --quiet -p lesson3-tcp-thread-per-client --bin lesson3-client -- "$@"
-
-# Lesson 4's echo server: lesson 3's plus SO_REUSEADDR.
-lesson4 *args:
-    cargo run --quiet -p lesson4-tcp-reuseaddr --bin lesson4-server -- "$@"
-
-# Reproduce the TIME_WAIT restart bug live on loopback: lesson 3 fails, lesson 4 restarts.
-timewait:
-    cargo build --quiet -p lesson3-tcp-thread-per-client -p lesson4-tcp-reuseaddr
-    scripts/timewait.sh
-
 # Lesson 3: the thread-per-client TCP echo server (default 127.0.0.1:8890; args pass through).
 lesson3 *args:
     cargo run -q -p lesson3-tcp-thread-per-client --bin lesson3-server -- "$@"
