@@ -78,7 +78,12 @@ impl Drop for Server {
 
 pub fn run(quick: bool) -> Result<()> {
     let scale = if quick { &QUICK } else { &FULL };
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = manifest
+        .ancestors()
+        .nth(2)
+        .unwrap_or(manifest)
+        .to_path_buf();
     let out_dir = if quick {
         root.join("target/bench-quick")
     } else {
