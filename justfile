@@ -48,7 +48,8 @@ ci:
     cargo fmt --all --check
     cargo clippy --workspace --all-targets -- -D warnings
     cargo test --workspace
-    mdbook build docs
+    @# mdbook exits 0 even when an include fails; any WARN or ERROR line fails CI.
+    mdbook build docs 2>&1 | awk '{ print } /^ *(WARN|ERROR)/ { bad = 1 } END { exit bad }'
 
 # ---- the book ----
 
