@@ -11,24 +11,32 @@ use std::path::{Path, PathBuf};
 
 /// Every Markdown page under docs/src, with its path.
 pub fn pages() -> Vec<(PathBuf, String)> {
-    let mut pages = Vec::new();
-    let mut folders = vec![testkit::workspace_root().join("docs/src")];
+    files_under(&testkit::workspace_root().join("docs/src"), "md")
+}
+
+/// Every file under `folder` (recursively, skipping `target` folders) whose
+/// name ends in `.{ext}`, with its text, sorted by path.
+pub fn files_under(folder: &Path, ext: &str) -> Vec<(PathBuf, String)> {
+    let mut files = Vec::new();
+    let mut folders = vec![folder.to_path_buf()];
     while let Some(folder) = folders.pop() {
         let entries = std::fs::read_dir(&folder)
             .unwrap_or_else(|err| panic!("cannot list {}: {err}", folder.display()));
         for entry in entries {
             let path = entry.expect("a folder entry").path();
             if path.is_dir() {
-                folders.push(path);
-            } else if path.extension().is_some_and(|ext| ext == "md") {
+                if !path.ends_with("target") {
+                    folders.push(path);
+                }
+            } else if path.extension().is_some_and(|found| found == ext) {
                 let text = std::fs::read_to_string(&path)
                     .unwrap_or_else(|err| panic!("cannot read {}: {err}", path.display()));
-                pages.push((path, text));
+                files.push((path, text));
             }
         }
     }
-    pages.sort();
-    pages
+    files.sort();
+    files
 }
 
 /// The `{{#include …}}` directives of `text`: (path, optional anchor).
