@@ -17,6 +17,8 @@ const NOT_OURS: &[&str] = &[
     "pthread_create",
     "pthread_detach",
     "pthread_sigmask",
+    "pthread_t",
+    "read_until",
     "set_read_timeout",
     "sin_family",
     "sockaddr_in",
