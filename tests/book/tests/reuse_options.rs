@@ -1,13 +1,14 @@
 //! The claims of the TIME_WAIT chapter about socket options, checked on this
 //! kernel: what `SO_REUSEADDR` does not allow, how `SO_REUSEPORT` differs,
-//! and that Rust's own `TcpListener` sets `SO_REUSEADDR` by itself.
+//! that accepted sockets inherit it, and that Rust's own `TcpListener` sets
+//! `SO_REUSEADDR` by itself.
 
 use std::net::{SocketAddr, TcpListener};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use nix::errno::Errno;
 use nix::sys::socket::{
-    AddressFamily, Backlog, SockFlag, SockType, SockaddrStorage, bind, getsockopt, listen,
+    AddressFamily, Backlog, SockFlag, SockType, SockaddrStorage, accept, bind, getsockopt, listen,
     setsockopt, socket, sockopt,
 };
 
@@ -69,4 +70,23 @@ fn so_reuseport_needs_the_first_listener_to_have_it_too() {
     let addr = free_addr();
     let _first = listener(addr, false, false).unwrap();
     assert_eq!(listener(addr, false, true).err(), Some(Errno::EADDRINUSE));
+}
+
+/// Why lesson 4's TIME-WAIT sockets let it restart: they are the accepted
+/// sockets, and an accepted socket inherits SO_REUSEADDR from its listener.
+#[test]
+fn accepted_sockets_inherit_so_reuseaddr_from_the_listener() {
+    for reuse_addr in [true, false] {
+        let addr = free_addr();
+        let listening = listener(addr, reuse_addr, false).unwrap();
+        let _client = std::net::TcpStream::connect(addr).unwrap();
+        let accepted = accept(listening.as_raw_fd()).unwrap();
+        // SAFETY: accept just returned this descriptor; nothing else owns it.
+        let accepted = unsafe { OwnedFd::from_raw_fd(accepted) };
+        assert_eq!(
+            getsockopt(&accepted, sockopt::ReuseAddr).unwrap(),
+            reuse_addr,
+            "accepted from a listener with SO_REUSEADDR={reuse_addr}"
+        );
+    }
 }

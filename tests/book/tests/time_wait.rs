@@ -1,12 +1,16 @@
 //! The TIME_WAIT chapter's claims about the state itself, checked on this
 //! kernel: only the side that closes first enters TIME-WAIT, and it stays
-//! there for 60 seconds on Linux (`TCP_TIMEWAIT_LEN`). The lesson tests show
-//! what this does to a server's restart; this one reads the timer.
+//! there for 60 seconds on Linux (`TCP_TIMEWAIT_LEN`); and a listener made by
+//! Rust's std binds again over it at once. The lesson tests show what
+//! TIME-WAIT does to the lessons' servers; these read the timer.
 
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
+use nix::errno::Errno;
+use nix::sys::socket::{AddressFamily, SockFlag, SockType, SockaddrStorage, bind, socket};
 use nix::unistd::{SysconfVar, sysconf};
 use testkit::{DEADLINE, LOCALHOST, TcpState, tcp_sockets};
 
@@ -37,29 +41,31 @@ fn time_wait_seconds_left(local: SocketAddr, remote: SocketAddr) -> Option<f64> 
     })
 }
 
-#[test]
-fn time_wait_lasts_60_seconds_on_the_side_that_closed_first() {
-    let listener = TcpListener::bind((LOCALHOST, 0)).unwrap();
-    let server = listener.local_addr().unwrap();
-    let mut client_stream = TcpStream::connect(server).unwrap();
-    let client = client_stream.local_addr().unwrap();
-    let (accepted, _) = listener.accept().unwrap();
+/// A connection on loopback through `listener`, closed server side first
+/// (as when Ctrl+C kills the server), then client side; returns the
+/// server's and the client's addresses once the server's end is in
+/// TIME-WAIT, with the seconds its timer has left.
+fn close_server_first(listener: &TcpListener) -> (SocketAddr, SocketAddr, f64) {
+    let server = listener.local_addr().expect("the listener's address");
+    let mut client_stream = TcpStream::connect(server).expect("connect on loopback");
+    let client = client_stream.local_addr().expect("the client's address");
+    let (accepted, _) = listener.accept().expect("accept");
 
-    // The server's end closes first (FIN), as when Ctrl+C kills the server;
-    // the client reads the end of the stream, then closes its own end.
-    drop(accepted);
-    client_stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    drop(accepted); // The server's FIN.
+    client_stream
+        .set_read_timeout(Some(DEADLINE))
+        .expect("set a read timeout");
     assert_eq!(
-        client_stream.read(&mut [0; 16]).unwrap(),
+        client_stream.read(&mut [0; 16]).expect("read"),
         0,
         "end of stream"
     );
-    drop(client_stream);
+    drop(client_stream); // The client's FIN.
 
     let start = Instant::now();
-    let left = loop {
+    loop {
         if let Some(left) = time_wait_seconds_left(server, client) {
-            break left;
+            return (server, client, left);
         }
         assert!(
             start.elapsed() < DEADLINE,
@@ -67,7 +73,13 @@ fn time_wait_lasts_60_seconds_on_the_side_that_closed_first() {
             tcp_sockets()
         );
         std::thread::sleep(Duration::from_millis(10));
-    };
+    }
+}
+
+#[test]
+fn time_wait_lasts_60_seconds_on_the_side_that_closed_first() {
+    let listener = TcpListener::bind((LOCALHOST, 0)).unwrap();
+    let (server, client, left) = close_server_first(&listener);
     // Fresh from the close: just under 60 s left (a slow machine loses a few).
     assert!(
         (50.0..=60.0).contains(&left),
@@ -88,4 +100,32 @@ fn time_wait_lasts_60_seconds_on_the_side_that_closed_first() {
         );
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// The bug of lessons 3–4 never shows with std: its listener sets
+/// SO_REUSEADDR, so it binds again at once over its own TIME-WAIT socket,
+/// where a socket without the option (lesson 3's way) is refused.
+#[test]
+fn a_std_listener_rebinds_at_once_over_its_time_wait_socket() {
+    let listener = TcpListener::bind((LOCALHOST, 0)).unwrap();
+    let (server, _, _) = close_server_first(&listener);
+    drop(listener); // The server is gone; its TIME-WAIT socket holds the port.
+
+    let plain = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .unwrap();
+    assert_eq!(
+        bind(plain.as_raw_fd(), &SockaddrStorage::from(server)),
+        Err(Errno::EADDRINUSE),
+        "without SO_REUSEADDR the port is taken"
+    );
+    let again = TcpListener::bind(server);
+    assert!(
+        again.is_ok(),
+        "std's listener binds {server} again: {again:?}"
+    );
 }
