@@ -35,24 +35,78 @@ fn every_include_resolves_to_a_file_and_anchor() {
     );
 }
 
+/// The id mdbook gives a heading: lowercase letters, digits, `_` and `-`
+/// kept, spaces turned into `-`, everything else dropped
+/// (`## 1.1 Notice a cut datagram` → `11-notice-a-cut-datagram`).
+fn heading_id(heading: &str) -> String {
+    heading
+        .chars()
+        .filter_map(|c| match c {
+            c if c.is_alphanumeric() || c == '_' || c == '-' => Some(c.to_ascii_lowercase()),
+            c if c.is_whitespace() => Some('-'),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The ids of the headings of a Markdown page (outside code blocks).
+fn heading_ids(text: &str) -> Vec<String> {
+    let mut fenced = false;
+    let mut ids = Vec::new();
+    for line in text.lines() {
+        if line.trim_start().starts_with("```") {
+            fenced = !fenced;
+        } else if !fenced && line.starts_with('#') {
+            ids.push(heading_id(line.trim_start_matches('#').trim()));
+        }
+    }
+    ids
+}
+
 #[test]
 fn every_relative_link_and_image_exists() {
     let mut problems = Vec::new();
+    let mut fragments = 0;
     for (page, text) in pages() {
         let folder = page.parent().expect("a page lives in a folder");
         // `](target)` covers both links and images.
         for (at, _) in text.match_indices("](") {
             let rest = &text[at + 2..];
             let Some(end) = rest.find(')') else { continue };
-            let target = rest[..end].split('#').next().unwrap_or_default();
-            if target.is_empty() || target.contains("://") || target.starts_with("mailto:") {
+            let (target, fragment) = match rest[..end].split_once('#') {
+                Some((target, fragment)) => (target, Some(fragment)),
+                None => (&rest[..end], None),
+            };
+            if target.contains("://") || target.starts_with("mailto:") {
                 continue;
             }
-            if !folder.join(target).exists() {
+            let file = if target.is_empty() {
+                page.clone()
+            } else {
+                folder.join(target)
+            };
+            if !file.exists() {
                 problems.push(format!("{}: ({target}) does not exist", page.display()));
+                continue;
+            }
+            let Some(fragment) = fragment else { continue };
+            if file.extension().is_some_and(|ext| ext == "md") {
+                fragments += 1;
+                let linked = std::fs::read_to_string(&file).unwrap_or_default();
+                if !heading_ids(&linked).iter().any(|id| id == fragment) {
+                    problems.push(format!(
+                        "{}: ({target}#{fragment}): no heading with that id in {}",
+                        page.display(),
+                        file.display()
+                    ));
+                }
             }
         }
     }
+    assert!(
+        fragments > 0,
+        "no #fragment link checked: is the parser right?"
+    );
     assert!(
         problems.is_empty(),
         "broken links:\n{}",
