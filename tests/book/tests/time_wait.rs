@@ -11,34 +11,22 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::sys::socket::{AddressFamily, SockFlag, SockType, SockaddrStorage, bind, socket};
-use nix::unistd::{SysconfVar, sysconf};
 use testkit::{DEADLINE, LOCALHOST, TcpState, tcp_sockets};
 
-/// The seconds left on the TIME-WAIT timer of the IPv4 socket `local` →
-/// `remote`, read from `/proc/net/tcp`, or `None` while there is no such row.
-/// For a TIME-WAIT row the kernel prints `03:<ticks left>` in the `tr:tm->when`
-/// column (timer kind 3 is the TIME-WAIT timer), in clock ticks (USER_HZ).
+/// The seconds left on the TIME-WAIT timer of the socket `local` →
+/// `remote` (kernel timer kind 3), or `None` while there is no such row.
 fn time_wait_seconds_left(local: SocketAddr, remote: SocketAddr) -> Option<f64> {
-    let ticks_per_second = sysconf(SysconfVar::CLK_TCK)
-        .expect("sysconf(_SC_CLK_TCK)")
-        .expect("a clock tick rate") as f64;
-    let table = std::fs::read_to_string("/proc/net/tcp").expect("read /proc/net/tcp");
-    table.lines().skip(1).find_map(|row| {
-        let fields: Vec<&str> = row.split_whitespace().collect();
-        // sl local remote st tx_queue:rx_queue tr:tm->when …; ports are hex.
-        let ours = fields.get(1)?.ends_with(&format!(":{:04X}", local.port()))
-            && fields.get(2)?.ends_with(&format!(":{:04X}", remote.port()))
-            && *fields.get(3)? == "06";
-        if !ours {
-            return None;
-        }
-        let (kind, ticks) = fields.get(5)?.split_once(':')?;
-        assert_eq!(
-            kind, "03",
-            "a TIME-WAIT row runs the TIME-WAIT timer: {row}"
-        );
-        Some(u64::from_str_radix(ticks, 16).ok()? as f64 / ticks_per_second)
-    })
+    let socket = tcp_sockets().into_iter().find(|socket| {
+        socket.state == TcpState::TimeWait && socket.local == local && socket.remote == remote
+    })?;
+    let timer = socket
+        .timer
+        .unwrap_or_else(|| panic!("a TIME-WAIT row runs a timer: {socket}"));
+    assert_eq!(
+        timer.kind, 3,
+        "a TIME-WAIT row runs the TIME-WAIT timer: {socket}"
+    );
+    Some(timer.left.as_secs_f64())
 }
 
 /// A connection on loopback through `listener`, closed server side first

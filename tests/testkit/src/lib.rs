@@ -16,7 +16,7 @@ pub mod udp;
 
 pub use generated::{check_generated, normalize, workspace_root};
 pub use process::{Running, Session};
-pub use tcp_table::{TcpSocket, TcpState, ss_line, tcp_sockets};
+pub use tcp_table::{SocketTimer, TcpSocket, TcpState, ss_line, tcp_sockets};
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
 use std::path::PathBuf;

@@ -8,6 +8,9 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::Command;
+use std::time::Duration;
+
+use nix::unistd::{SysconfVar, sysconf};
 
 /// A TCP state, as numbered in the kernel's `include/net/tcp_states.h`.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -71,6 +74,18 @@ pub struct TcpSocket {
     pub state: TcpState,
     pub local: SocketAddr,
     pub remote: SocketAddr,
+    /// The timer running on the socket, if any: for a TIME-WAIT row, the
+    /// time left before the kernel forgets the connection.
+    pub timer: Option<SocketTimer>,
+}
+
+/// A socket's pending timer, from the `tr:tm->when` column.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct SocketTimer {
+    /// The kernel's timer kind: 1 retransmit, 2 keepalive, 3 TIME-WAIT,
+    /// 4 zero-window probe.
+    pub kind: u8,
+    pub left: Duration,
 }
 
 impl fmt::Display for TcpSocket {
@@ -94,17 +109,35 @@ pub fn tcp_sockets() -> Vec<TcpSocket> {
         .collect()
 }
 
-/// `  0: 0100007F:1F40 00000000:0000 0A ...` → local, remote, state.
+/// `  0: 0100007F:1F40 00000000:0000 0A 00000000:00000000 03:00001770 …` →
+/// local, remote, state and the timer (kind 03, 0x1770 clock ticks left).
 fn parse_row(row: &str) -> Option<TcpSocket> {
     let mut fields = row.split_whitespace().skip(1);
     let local = parse_endpoint(fields.next()?)?;
     let remote = parse_endpoint(fields.next()?)?;
     let state = TcpState::from_code(u8::from_str_radix(fields.next()?, 16).ok()?);
+    let _queues = fields.next()?;
+    let (kind, ticks) = fields.next()?.split_once(':')?;
+    let kind = u8::from_str_radix(kind, 16).ok()?;
+    let ticks = u64::from_str_radix(ticks, 16).ok()?;
+    let timer = (kind != 0).then(|| SocketTimer {
+        kind,
+        left: Duration::from_secs_f64(ticks as f64 / ticks_per_second()),
+    });
     Some(TcpSocket {
         state,
         local,
         remote,
+        timer,
     })
+}
+
+/// The unit of the kernel's timer columns (USER_HZ, in practice 100).
+fn ticks_per_second() -> f64 {
+    match sysconf(SysconfVar::CLK_TCK) {
+        Ok(Some(ticks)) if ticks > 0 => ticks as f64,
+        _ => 100.0,
+    }
 }
 
 /// The address is the raw in-memory bytes printed as native-endian 32-bit
@@ -155,12 +188,19 @@ mod tests {
         let v4 = "   0: 0100007F:22B2 0100007F:A1C2 06 00000000:00000000 03:00001770 00000000     0        0 0 3 0000000000000000";
         let socket = parse_row(v4).unwrap();
         assert_eq!(socket.state, TcpState::TimeWait);
+        let timer = socket.timer.unwrap();
+        assert_eq!(timer.kind, 3);
+        assert_eq!(
+            timer.left,
+            Duration::from_secs_f64(0x1770 as f64 / ticks_per_second())
+        );
         assert_eq!(socket.local, "127.0.0.1:8882".parse().unwrap());
         assert_eq!(socket.remote, "127.0.0.1:41410".parse().unwrap());
         let v6 = "   1: 00000000000000000000000001000000:1F90 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0000000000000000 100 0 0 10 0";
         let socket = parse_row(v6).unwrap();
         assert_eq!(socket.state, TcpState::Listen);
         assert_eq!(socket.local, "[::1]:8080".parse().unwrap());
+        assert_eq!(socket.timer, None);
     }
 
     #[test]
