@@ -15,7 +15,7 @@ mod tcp_table;
 pub mod udp;
 
 pub use generated::{check_generated, normalize, workspace_root};
-pub use process::{Running, Session};
+pub use process::Running;
 pub use tcp_table::{SocketTimer, TcpSocket, TcpState, ss_line, tcp_sockets};
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, UdpSocket};

@@ -86,9 +86,6 @@ pub struct Running {
     exit: Option<ExitStatus>,
 }
 
-/// What one finished run printed, for a book transcript.
-pub type Session = String;
-
 impl Running {
     /// Starts `command`; `name` labels it in failure messages ("peer A").
     pub fn start(name: &str, mut command: Command) -> Running {
@@ -225,7 +222,7 @@ impl Running {
     /// Stdout, stderr and what was typed, interleaved in the order they
     /// happened: what the reader would see in a terminal, starting with the
     /// command line after a `$ ` prompt.
-    pub fn transcript(&self) -> Session {
+    pub fn transcript(&self) -> String {
         let state = self.log.lock();
         let mut text = format!("$ {}\n", self.command_line);
         for (_, chunk) in &state.events {
