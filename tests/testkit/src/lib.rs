@@ -62,41 +62,19 @@ pub fn find_socket_addr(text: &str) -> Option<SocketAddr> {
         .find_map(|word| word.parse().ok())
 }
 
-/// The path of a binary of this workspace, built if need be.
+/// The path of a binary of this workspace, rebuilt by cargo if it is stale.
 ///
-/// A test may run a binary of its own package (cargo builds those first) or of
-/// another lesson, e.g. lesson 4's tests start lesson 3's server. `cargo test
-/// --workspace` builds every binary; when a single package is tested, the
-/// other package's binary is built here on demand.
+/// A test may run a binary of its own package (cargo built it just now) or of
+/// another lesson, e.g. lesson 4's tests start lesson 3's server. Cargo is
+/// asked for the latter every time (see the `workspace-bin` crate), so a test
+/// never runs an old build, and `CARGO_TARGET_DIR` and `--release` are
+/// honoured.
 pub fn bin(name: &str) -> PathBuf {
     if let Some(path) = std::env::var_os(format!("CARGO_BIN_EXE_{name}")) {
         return path.into();
     }
-    let profile_dir = std::env::current_exe()
-        .expect("path of the test executable")
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("the test executable lives in target/<profile>/deps")
-        .to_path_buf();
-    let path = profile_dir.join(name);
-    if !path.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut build = Command::new(cargo);
-        build
-            .args(["build", "--bin", name])
-            .current_dir(workspace_root());
-        if profile_dir.ends_with("release") {
-            build.arg("--release");
-        }
-        let status = build.status().expect("run cargo build");
-        assert!(status.success(), "cargo build --bin {name} failed");
-    }
-    assert!(
-        path.exists(),
-        "binary {name} not found at {}",
-        path.display()
-    );
-    path
+    workspace_bin::path(name, workspace_bin::Profile::current())
+        .unwrap_or_else(|err| panic!("{err:#}"))
 }
 
 /// A [`Command`] for a workspace binary with `args`.
