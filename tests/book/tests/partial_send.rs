@@ -23,7 +23,8 @@ const MUCH: usize = 32 * 1024 * 1024;
 /// A connected pair on loopback: (the sender's end, the receiver's end).
 fn connection() -> (TcpStream, TcpStream) {
     let listener = TcpListener::bind((LOCALHOST, 0)).expect("bind a listener");
-    let sender = TcpStream::connect(listener.local_addr().unwrap()).expect("connect");
+    let sender = TcpStream::connect(listener.local_addr().expect("the listener's address"))
+        .expect("connect");
     let (receiver, _) = listener.accept().expect("accept");
     receiver
         .set_read_timeout(Some(DEADLINE))

@@ -22,7 +22,8 @@ use testkit::{DEADLINE, LOCALHOST, TcpState, tcp_sockets};
 /// once it has read the end of stream (it sits in CLOSE-WAIT).
 fn peer_closed() -> TcpStream {
     let listener = TcpListener::bind((LOCALHOST, 0)).expect("bind a listener");
-    let mut client = TcpStream::connect(listener.local_addr().unwrap()).expect("connect");
+    let mut client = TcpStream::connect(listener.local_addr().expect("the listener's address"))
+        .expect("connect");
     let (accepted, _) = listener.accept().expect("accept");
     drop(accepted); // The peer's FIN.
     client
