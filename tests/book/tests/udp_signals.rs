@@ -51,14 +51,14 @@ fn recvfrom_under_signals(socket: UdpSocket, then_send: bool) -> (nix::Result<us
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     install_handler_with_sa_restart();
-    let addr = socket.local_addr().unwrap();
+    let addr = socket.local_addr().expect("local address");
     let (tx, rx) = mpsc::channel::<Pthread>();
     let receiver = thread::spawn(move || {
-        tx.send(pthread_self()).unwrap();
+        tx.send(pthread_self()).expect("send the thread id");
         let mut buffer = [0; 64];
         recvfrom::<SockaddrStorage>(socket.as_raw_fd(), &mut buffer).map(|(len, _)| len)
     });
-    let thread = rx.recv().unwrap();
+    let thread = rx.recv().expect("the receiver's thread id");
     let start = Instant::now();
     let before = HANDLED.load(Ordering::SeqCst);
     let mut sent = false;
@@ -69,9 +69,8 @@ fn recvfrom_under_signals(socket: UdpSocket, then_send: bool) -> (nix::Result<us
         thread::sleep(Duration::from_millis(20));
         if then_send && !sent && HANDLED.load(Ordering::SeqCst) - before >= 5 {
             UdpSocket::bind((LOCALHOST, 0))
-                .unwrap()
-                .send_to(b"hello", addr)
-                .unwrap();
+                .and_then(|sender| sender.send_to(b"hello", addr))
+                .expect("send a datagram");
             sent = true;
         }
     }
