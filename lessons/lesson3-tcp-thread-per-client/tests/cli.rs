@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 use assert_cmd::Command;
 use predicates::prelude::*;
 use testkit::LOCALHOST;
+
+const SERVER: &str = "lesson3-server";
 use testkit::tcp::{start_server, start_server_expecting_failure};
 
 fn run(name: &str, args: &[&str]) -> assert_cmd::assert::Assert {
@@ -79,4 +81,32 @@ fn a_busy_port_fails_with_the_address_the_error_and_a_hint() {
         "{stderr}"
     );
     assert_eq!(lines.next(), None, "{stderr}");
+}
+
+/// Ports below `net.ipv4.ip_unprivileged_port_start` (1024 unless changed;
+/// 0 in many containers) need privileges: without them, bind fails with
+/// EACCES, reported in one line. As root the server runs as user nobody.
+#[test]
+fn a_privileged_port_fails_with_permission_denied() {
+    let port = match testkit::privileged_port() {
+        Ok(port) => port,
+        Err(reason) => {
+            println!("skipped: {reason}");
+            return;
+        }
+    };
+    let bind = format!("127.0.0.1:{port}");
+    let mut command = testkit::command(SERVER, &["--bind", &bind]);
+    let output = match testkit::unprivileged(&mut command).output() {
+        Ok(output) => output,
+        Err(err) => {
+            println!("skipped: cannot start the server without privileges: {err}");
+            return;
+        }
+    };
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr),
+        format!("error: cannot bind TCP socket to {bind}: EACCES: Permission denied\n")
+    );
 }

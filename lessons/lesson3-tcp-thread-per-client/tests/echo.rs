@@ -5,10 +5,13 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::thread;
 
-use testkit::LOCALHOST;
+use nix::sys::signal::Signal;
+use nix::sys::socket::{Shutdown, SockaddrStorage, getsockname, getsockopt, shutdown, sockopt};
 use testkit::tcp::{
-    assert_echo, client_chat, close, connect, echo, random_bytes, start_client, start_server,
+    assert_echo, client_chat, close, connect, echo, random_bytes, reset, start_client,
+    start_server, wait_for_socket,
 };
+use testkit::{LOCALHOST, TcpState};
 
 fn any_port() -> SocketAddr {
     SocketAddr::new(LOCALHOST, 0)
@@ -35,7 +38,7 @@ fn logs_and_echoes_a_line_from_an_nc_like_client() {
 
 #[test]
 fn fifty_clients_at_once_each_get_their_own_echo() {
-    let (server, addr) = start_server("lesson3-server", any_port(), &["--quiet"]);
+    let (server, addr) = start_server("lesson3-server", any_port(), &[]);
     let clients: Vec<_> = (0..50)
         .map(|i| {
             thread::spawn(move || {
@@ -72,14 +75,14 @@ fn an_idle_client_does_not_delay_the_others() {
 
 #[test]
 fn one_mebibyte_of_random_bytes_comes_back_exactly() {
-    let (_server, addr) = start_server("lesson3-server", any_port(), &["--quiet"]);
+    let (_server, addr) = start_server("lesson3-server", any_port(), &[]);
     let stream = connect(addr);
     assert_echo(&stream, &random_bytes(3, 1024 * 1024));
 }
 
 #[test]
 fn a_client_vanishing_mid_echo_leaves_the_server_serving() {
-    let (server, addr) = start_server("lesson3-server", any_port(), &["--quiet"]);
+    let (server, addr) = start_server("lesson3-server", any_port(), &[]);
     let rude = connect(addr);
     let rude_addr = rude.local_addr().unwrap();
     // Send a mebibyte and never read the echo: the server blocks sending to
@@ -108,21 +111,6 @@ fn a_client_vanishing_mid_echo_leaves_the_server_serving() {
     assert!(
         !server.stderr().contains("panicked"),
         "{}",
-        server.describe()
-    );
-}
-
-#[test]
-fn quiet_does_not_log_messages_but_still_echoes() {
-    let (server, addr) = start_server("lesson3-server", any_port(), &["--quiet"]);
-    let stream = connect(addr);
-    let me = stream.local_addr().unwrap();
-    assert_echo(&stream, b"secret\n");
-    close(stream);
-    server.expect_stdout_line(&format!("client {me} left"));
-    assert!(
-        !server.stdout().contains("recv from"),
-        "--quiet logged a message:\n{}",
         server.describe()
     );
 }
@@ -160,7 +148,7 @@ fn the_client_prints_each_echo_and_quits_on_exit_without_sending_it() {
 
 #[test]
 fn the_client_sends_a_line_longer_than_any_buffer_whole() {
-    let (_server, addr) = start_server("lesson3-server", any_port(), &["--quiet"]);
+    let (_server, addr) = start_server("lesson3-server", any_port(), &[]);
     let mut client = start_client("client", addr);
     let long = "0123456789".repeat(10_000);
     client_chat(&mut client, &long);
@@ -188,4 +176,79 @@ fn the_client_reports_a_server_gone_mid_chat() {
         "{stderr}"
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// A client that resets its connection while it still waits in the listen
+/// queue. Linux does not fail `accept` with ECONNABORTED then: it hands the
+/// dead connection out, and `getpeername` fails with ENOTCONN. The server
+/// logs that, closes the descriptor and goes on serving.
+#[test]
+fn a_client_reset_before_accept_leaves_the_server_serving() {
+    let (server, addr) = start_server("lesson3-server", any_port(), &[]);
+    // Stopped (SIGSTOP), the server cannot accept: the connection stays
+    // queued, completed by the kernel alone.
+    server.signal(Signal::SIGSTOP);
+    let doomed = connect(addr);
+    let doomed_addr = doomed.local_addr().unwrap();
+    wait_for_socket("queued connection", addr.port(), |s| {
+        s.local == addr && s.remote == doomed_addr && s.state == TcpState::Established
+    });
+    reset(doomed);
+    // The RST removes the queued connection's row from the TCP table.
+    let start = std::time::Instant::now();
+    while testkit::tcp_sockets()
+        .iter()
+        .any(|s| s.local == addr && s.remote == doomed_addr)
+    {
+        assert!(
+            start.elapsed() < testkit::DEADLINE,
+            "the reset did not arrive"
+        );
+        thread::sleep(std::time::Duration::from_millis(5));
+    }
+    server.signal(Signal::SIGCONT);
+
+    let error = server.expect_stderr_line("cannot read a new client's address");
+    assert!(error.contains("ENOTCONN"), "{error}");
+    let polite = connect(addr);
+    assert_echo(&polite, b"served after the reset\n");
+    assert!(
+        !server
+            .stdout()
+            .contains(&format!("client {doomed_addr} connected")),
+        "{}",
+        server.describe()
+    );
+}
+
+/// An accept error that every retry would repeat (here EINVAL: the listener
+/// was shut down and no longer listens) ends the server with one clear
+/// error, instead of a loop that fails forever at full speed.
+#[test]
+fn a_listener_that_stops_listening_ends_the_server_with_one_error() {
+    let (mut server, addr) = start_server("lesson3-server", any_port(), &[]);
+    // The listener is the server's first socket; take a duplicate of it.
+    let listener = (3..16).find_map(|fd| {
+        let duplicate = server.duplicate_fd(fd).ok()?;
+        let local: SockaddrStorage =
+            getsockname(std::os::fd::AsRawFd::as_raw_fd(&duplicate)).ok()?;
+        let listening = getsockopt(&duplicate, sockopt::AcceptConn).ok()?;
+        (listening && local.to_string() == addr.to_string()).then_some(duplicate)
+    });
+    let Some(listener) = listener else {
+        eprintln!(
+            "skipped: cannot take the server's listening socket with pidfd_getfd \
+             (needs Linux 5.6+ and ptrace rights over the child)"
+        );
+        return;
+    };
+    // shutdown(SHUT_RD) on a listening socket closes its queue and wakes
+    // the accept blocked on it, which fails with EINVAL.
+    shutdown(std::os::fd::AsRawFd::as_raw_fd(&listener), Shutdown::Read).unwrap();
+    let status = server.wait_exit();
+    assert_eq!(status.code(), Some(1), "{}", server.describe());
+    assert_eq!(
+        server.stderr(),
+        format!("error: cannot accept clients on {addr}: EINVAL: Invalid argument\n")
+    );
 }

@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 use assert_cmd::Command;
 use predicates::prelude::*;
 use testkit::LOCALHOST;
+
+const SERVER: &str = "lesson4-server";
 use testkit::tcp::{assert_echo, connect, start_server, start_server_expecting_failure};
 
 fn run(args: &[&str]) -> assert_cmd::assert::Assert {
@@ -52,5 +54,33 @@ fn a_port_another_server_listens_on_still_fails_without_a_hint() {
     assert_eq!(
         second.stderr(),
         format!("error: cannot bind TCP socket to {addr}: EADDRINUSE: Address already in use\n")
+    );
+}
+
+/// Ports below `net.ipv4.ip_unprivileged_port_start` (1024 unless changed;
+/// 0 in many containers) need privileges: without them, bind fails with
+/// EACCES, reported in one line. As root the server runs as user nobody.
+#[test]
+fn a_privileged_port_fails_with_permission_denied() {
+    let port = match testkit::privileged_port() {
+        Ok(port) => port,
+        Err(reason) => {
+            println!("skipped: {reason}");
+            return;
+        }
+    };
+    let bind = format!("127.0.0.1:{port}");
+    let mut command = testkit::command(SERVER, &["--bind", &bind]);
+    let output = match testkit::unprivileged(&mut command).output() {
+        Ok(output) => output,
+        Err(err) => {
+            println!("skipped: cannot start the server without privileges: {err}");
+            return;
+        }
+    };
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr),
+        format!("error: cannot bind TCP socket to {bind}: EACCES: Permission denied\n")
     );
 }

@@ -138,6 +138,36 @@ fn when_the_client_quits_first_time_wait_is_on_its_side_and_lesson3_restarts() {
     client_chat(&mut client, "hello again");
 }
 
+/// TIME-WAIT is not the only state that holds the port. Killed while a
+/// client stays connected, the server's end has sent its FIN and waits in
+/// FIN-WAIT-2 for the client's; it holds the port as long as the client
+/// keeps the connection open, and lesson 3 cannot restart meanwhile.
+#[test]
+fn server_sockets_in_fin_wait_2_hold_the_port() {
+    let (mut server, addr) = start_server("lesson3-server", any_port(), &[]);
+    let mut client = start_client("client", addr);
+    client_chat(&mut client, "hello");
+    ctrl_c(&mut server);
+    let fin_wait_2 = wait_for_socket("FIN-WAIT-2 socket on the server's port", addr.port(), |s| {
+        s.state == TcpState::FinWait2 && s.local == addr
+    });
+    let restarted = start_server_expecting_failure("lesson3-server", addr);
+    assert_address_in_use(
+        &restarted,
+        addr,
+        &format!("the port is held by the FIN-WAIT-2 socket `{fin_wait_2}`"),
+    );
+    // Nothing in TIME-WAIT yet: FIN-WAIT-2 alone held the port.
+    assert!(
+        !testkit::tcp_sockets()
+            .iter()
+            .any(|s| s.local == addr && s.state == TcpState::TimeWait),
+        "{}",
+        sockets_on_port(addr.port())
+    );
+    quit(&mut client);
+}
+
 #[test]
 fn a_lesson4_server_cannot_take_the_port_of_a_killed_lesson3_server_either() {
     // Both sockets must have set SO_REUSEADDR; the old one, lesson 3's, has not.
@@ -267,7 +297,7 @@ fn the_posts_reproduction_for_the_book() {
     let (mut servers, mut clients) = (Vec::new(), Vec::new());
     reproduce("lesson3-server", &mut story, &mut servers, &mut clients);
     story.push_str(
-        "=== lesson 4: the same steps, a minute later (once lesson 3's TIME-WAIT sockets are gone) ===\n",
+        "=== lesson 4: the same steps on a fresh port (lesson 3's TIME-WAIT sockets still hold the old one) ===\n",
     );
     reproduce("lesson4-server", &mut story, &mut servers, &mut clients);
 

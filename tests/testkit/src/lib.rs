@@ -62,6 +62,38 @@ pub fn find_socket_addr(text: &str) -> Option<SocketAddr> {
         .find_map(|word| word.parse().ok())
 }
 
+/// A port below `net.ipv4.ip_unprivileged_port_start`, which only a
+/// privileged process may bind, or why there is none to test with.
+///
+/// The sysctl is 1024 by default, but many containers set it to 0, and then
+/// every port is open to everyone: no EACCES to show.
+pub fn privileged_port() -> Result<u16, String> {
+    const SYSCTL: &str = "/proc/sys/net/ipv4/ip_unprivileged_port_start";
+    let start: u32 = std::fs::read_to_string(SYSCTL)
+        .map_err(|err| format!("cannot read {SYSCTL}: {err}"))?
+        .trim()
+        .parse()
+        .map_err(|err| format!("{SYSCTL} is not a number: {err}"))?;
+    match start {
+        0 | 1 => Err(format!(
+            "net.ipv4.ip_unprivileged_port_start is {start}: any user may bind any port here"
+        )),
+        // The highest privileged port: the limit itself is read, not assumed.
+        start => Ok(u16::try_from(start - 1).unwrap_or(u16::MAX)),
+    }
+}
+
+/// Makes `command` run without privileges: as user and group `nobody`
+/// (65534) when the tests run as root, unchanged otherwise. (Starting it
+/// fails where root cannot switch users, e.g. in some user namespaces.)
+pub fn unprivileged(command: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    if nix::unistd::geteuid().is_root() {
+        command.uid(65534).gid(65534);
+    }
+    command
+}
+
 /// The path of a binary of this workspace, rebuilt by cargo if it is stale.
 ///
 /// A test may run a binary of its own package (cargo built it just now) or of

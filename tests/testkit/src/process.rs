@@ -132,6 +132,34 @@ impl Running {
         Pid::from_raw(self.child.id() as i32)
     }
 
+    /// A duplicate of the program's descriptor `fd`, taken with
+    /// pidfd_getfd(2) (Linux 5.6+; allowed to a parent, or to root), so a
+    /// test can act on a socket inside the program, e.g. shut its listener
+    /// down. An error says why it could not.
+    pub fn duplicate_fd(&self, fd: i32) -> std::io::Result<std::os::fd::OwnedFd> {
+        use nix::libc;
+        use std::os::fd::FromRawFd;
+        // SAFETY: plain system calls on integers; each returned descriptor is
+        // new and owned by exactly one OwnedFd.
+        unsafe {
+            let pidfd = libc::syscall(libc::SYS_pidfd_open, self.child.id(), 0);
+            if pidfd < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let pidfd = std::os::fd::OwnedFd::from_raw_fd(pidfd as i32);
+            let duplicate = libc::syscall(
+                libc::SYS_pidfd_getfd,
+                std::os::fd::AsRawFd::as_raw_fd(&pidfd),
+                fd,
+                0,
+            );
+            if duplicate < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(std::os::fd::OwnedFd::from_raw_fd(duplicate as i32))
+        }
+    }
+
     /// Types `line` and Enter.
     pub fn type_line(&mut self, line: &str) {
         self.type_bytes(format!("{line}\n").as_bytes());

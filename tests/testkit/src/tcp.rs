@@ -10,6 +10,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{SigHandler, Signal, signal};
+use nix::sys::socket::{setsockopt, sockopt};
 
 use crate::{DEADLINE, Running, TcpSocket, TcpState, ss_line, tcp_sockets};
 
@@ -149,6 +150,21 @@ pub fn assert_echo(stream: &TcpStream, data: &[u8]) {
             data.len()
         );
     }
+}
+
+/// Resets `stream`: SO_LINGER with a zero timeout makes the close send an
+/// RST instead of a FIN, as a client that crashes mid-connection might.
+pub fn reset(stream: TcpStream) {
+    setsockopt(
+        &stream,
+        sockopt::Linger,
+        &nix::libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        },
+    )
+    .expect("set SO_LINGER to reset the connection on close");
+    drop(stream);
 }
 
 /// Closes `stream` both ways (what `nc` does at end of input).

@@ -152,11 +152,8 @@ fn reports_a_refused_connection() {
 
 #[test]
 fn a_quick_run_against_lesson_4_has_no_failures() {
-    let (server, addr) = testkit::tcp::start_server(
-        "lesson4-server",
-        "127.0.0.1:0".parse().unwrap(),
-        &["--quiet"],
-    );
+    let (server, addr) =
+        testkit::tcp::start_server("lesson4-server", "127.0.0.1:0".parse().unwrap(), &[]);
     let addr = addr.to_string();
     let load = bench(&[
         "load",

@@ -4,6 +4,15 @@
 //! The steps follow the post: create the socket, connect, then a loop that
 //! reads a line, sends it and reads the echo. Typing `exit` (or ending the
 //! input with Ctrl+D) quits. It serves lesson 4's server as well.
+//!
+//! Two limits of this design, kept from the post (lesson 5's client, one
+//! thread waiting on the terminal and the socket at once, has neither):
+//! - It sends a whole line before reading any of the echo. The server
+//!   echoes as it reads, so a line larger than what both sockets' buffers
+//!   hold fills them: the server blocks sending the echo nobody reads, stops
+//!   reading, and the client blocks sending. Neither ever moves again.
+//! - While it waits for you to type, it does not look at the socket: if the
+//!   server dies, the client notices only when it next sends.
 
 use std::io::{BufRead, Write};
 use std::net::SocketAddr;
@@ -91,11 +100,15 @@ fn run(server: SocketAddr) -> Result<()> {
     // ANCHOR_END: chat_loop
 }
 
-/// Sends every byte of `data`: a send may take only part of it.
+/// Sends every byte of `data`. On Linux a blocking send queues everything
+/// before it returns, unless a signal interrupts it after some progress (or
+/// a send timeout or non-blocking mode is set, which this client does not
+/// do); the loop sends whatever is left.
 fn send_all(socket: &OwnedFd, mut data: &[u8]) -> nix::Result<()> {
     while !data.is_empty() {
-        // MSG_NOSIGNAL: if the server is gone, fail with EPIPE rather than
-        // being killed by SIGPIPE before the error can be reported.
+        // MSG_NOSIGNAL: if the server is gone, a send fails with EPIPE (the
+        // first one after the server closed usually still succeeds) rather
+        // than killing the client with SIGPIPE before it can say why.
         match send(socket.as_raw_fd(), data, MsgFlags::MSG_NOSIGNAL) {
             Ok(sent) => data = &data[sent..],
             Err(Errno::EINTR) => {}
