@@ -6,7 +6,10 @@
 //! The steps are numbered as in the post's first version.
 //!
 //! The catch, which lesson 2 fixes: while the program waits for you to type,
-//! it does not receive, so a message only shows after you press Enter.
+//! it does not call recvfrom. Datagrams that arrive meanwhile wait in the
+//! socket's receive buffer and show one per turn, each after an Enter; once
+//! the buffer is full, the kernel drops further datagrams without telling
+//! anyone (tests/queueing.rs shows both).
 
 mod cli;
 
@@ -59,9 +62,10 @@ fn run(args: &Args) -> Result<()> {
 
     // ANCHOR: my_addr
     // 2. Our own address, as the kernel wants it (the C's sockaddr_in).
-    // Fix: the original checks inet_pton's result with `< 0`, but inet_pton
-    // returns 0 for a malformed address, so a typo went on as 0.0.0.0. Here
-    // clap parsed --bind before any socket existed: a typo is a usage error.
+    // Fix: the post's first version checks inet_pton's result with `< 0`,
+    // but inet_pton returns 0 for a malformed address, so a typo went on as
+    // 0.0.0.0 (its second version checks `<= 0`). Here clap parsed --bind
+    // before any socket existed: a typo is a usage error.
     let my_addr = SockaddrStorage::from(args.bind);
     // ANCHOR_END: my_addr
 

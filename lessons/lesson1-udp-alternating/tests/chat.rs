@@ -1,46 +1,149 @@
 //! Lesson 1 over real UDP sockets on loopback: two peers, a plain socket
 //! standing in for `nc -u`, and the run the book shows.
+//!
+//! Lesson 1 receives only between two typed lines, so wherever a test
+//! expects a message to show, it first presses Enter (types an empty line).
 
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
-use testkit::udp::{self, PROMPT};
-use testkit::{LOCALHOST, check_generated, normalize};
+use testkit::udp::{self, FAST, PROMPT, SocketPeer, message};
+use testkit::{LOCALHOST, check_generated, free_udp_addr, normalize};
 
 const BIN: &str = "lesson1-udp-alternating";
 
+/// Two peers on `ip` exchange a message each way; `other` is peer B's
+/// program, and `other_alternates` whether it also needs an Enter.
+fn exchange(ip: IpAddr, other: &str, other_alternates: bool) {
+    let (mut a, a_addr, mut b, b_addr) = udp::start_pair(BIN, other, ip, FAST);
+    a.expect_stdout(PROMPT);
+    b.expect_stdout(PROMPT);
+    a.type_line("hello from A");
+    if other_alternates {
+        b.type_line("");
+    }
+    b.expect_stdout_line(&format!("[from {a_addr}] hello from A"));
+    b.type_line("hello from B");
+    a.type_line(""); // Enter: now A receives.
+    a.expect_stdout_line(&format!("[from {b_addr}] hello from B"));
+    for peer in [&mut a, &mut b] {
+        peer.type_line("quit");
+        assert!(peer.wait_exit().success(), "{}", peer.describe());
+    }
+}
+
 #[test]
 fn two_peers_exchange_messages_both_ways() {
-    udp::check_exchange(BIN, BIN, LOCALHOST, true, true);
+    exchange(LOCALHOST, BIN, true);
 }
 
 #[test]
 fn two_peers_exchange_messages_over_ipv6() {
-    udp::check_exchange(BIN, BIN, IpAddr::V6(Ipv6Addr::LOCALHOST), true, true);
+    exchange(IpAddr::V6(Ipv6Addr::LOCALHOST), BIN, true);
 }
 
 #[test]
 fn talks_with_a_lesson_2_peer() {
-    udp::check_exchange(BIN, "lesson2-udp-threaded", LOCALHOST, true, false);
+    exchange(LOCALHOST, "lesson2-udp-threaded", false);
 }
 
+/// A 60,000-byte line goes out as one datagram, and one comes in and is
+/// printed whole: the buffer holds any UDP payload.
 #[test]
 fn a_60000_byte_line_arrives_whole_both_ways() {
-    udp::check_long_line(BIN, true);
+    let mut chat = SocketPeer::start(BIN, LOCALHOST, FAST);
+    let line: String = (0..60_000)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    chat.app.type_line(&line);
+    assert_eq!(
+        chat.receive(),
+        line.as_bytes(),
+        "the whole line arrives as one datagram"
+    );
+    chat.app
+        .expect_stdout_line(&format!("[sent {} bytes]", line.len()));
+    let incoming: String = (0..60_000)
+        .map(|i| char::from(b'A' + (i % 26) as u8))
+        .collect();
+    chat.send(incoming.as_bytes());
+    chat.app.type_line("");
+    let from = format!("[from {}] ", chat.socket_addr());
+    assert_eq!(
+        message(&chat.app.expect_stdout_line(&from), &from),
+        incoming,
+        "printed whole, not cut"
+    );
 }
 
+/// Payloads that are not text: invalid UTF-8 prints lossily, an empty
+/// datagram prints as an empty message (the original drops it).
 #[test]
 fn prints_invalid_utf8_lossily_and_empty_datagrams_as_empty() {
-    udp::check_odd_payloads(BIN, true);
+    let mut chat = SocketPeer::start(BIN, LOCALHOST, FAST);
+    let from = format!("[from {}] ", chat.socket_addr());
+    chat.send(b"caf\xE9 au lait");
+    chat.app.type_line("");
+    assert_eq!(
+        message(&chat.app.expect_stdout_line(&from), &from),
+        "caf\u{FFFD} au lait"
+    );
+    chat.send(b"");
+    chat.app.type_line("");
+    assert_eq!(
+        message(&chat.app.expect_stdout_line(&from), &from),
+        "",
+        "an empty datagram is an empty message"
+    );
+    chat.app.type_line("quit");
+    assert!(chat.app.wait_exit().success());
 }
 
+/// A line too long for one datagram is reported (EMSGSIZE) and the chat
+/// goes on; so does sending to a peer that is not running, which an
+/// unconnected UDP socket cannot even notice.
 #[test]
 fn send_failures_are_reported_and_the_chat_goes_on() {
-    udp::check_send_failures(BIN);
+    let mut chat = SocketPeer::start(BIN, LOCALHOST, FAST);
+    chat.app.type_line(&"x".repeat(65_508));
+    let error = chat.app.expect_stderr_line("EMSGSIZE");
+    assert!(
+        error.contains("65,507") && error.contains(&chat.socket_addr().to_string()),
+        "{error}"
+    );
+    chat.app.type_line("still here");
+    assert_eq!(
+        chat.receive(),
+        b"still here",
+        "the chat goes on after EMSGSIZE"
+    );
+
+    let dead_peer = free_udp_addr(LOCALHOST);
+    let (mut lonely, _) = udp::start_peer(
+        "lonely",
+        BIN,
+        SocketAddr::new(LOCALHOST, 0),
+        dead_peer,
+        FAST,
+    );
+    for line in ["anyone there?", "hello?"] {
+        lonely.expect_stdout(PROMPT);
+        lonely.type_line(line);
+        lonely.expect_stdout_line(&format!("[sent {} bytes]", line.len()));
+    }
+    lonely.expect_stdout(PROMPT);
+    lonely.type_line("quit");
+    assert!(lonely.wait_exit().success(), "{}", lonely.describe());
+    assert_eq!(lonely.stderr(), "", "nothing to report: UDP cannot tell");
 }
 
 #[test]
 fn quit_and_end_of_input_exit_zero() {
-    udp::check_quit_and_end_of_input(BIN);
+    let mut chat = SocketPeer::start(BIN, LOCALHOST, FAST);
+    chat.app.type_line("quit");
+    assert!(chat.app.wait_exit().success(), "{}", chat.app.describe());
+    let mut chat = SocketPeer::start(BIN, LOCALHOST, FAST);
+    chat.app.close_stdin();
+    assert!(chat.app.wait_exit().success(), "{}", chat.app.describe());
 }
 
 /// A real chat with the default one-second timeout, stored for the book:

@@ -10,6 +10,10 @@ use std::net::SocketAddr;
 use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser};
 
+/// Peer A's addresses when none are given: the original's ports.
+const DEFAULT_BIND: &str = "127.0.0.1:55566";
+const DEFAULT_PEER: &str = "127.0.0.1:55577";
+
 /// The original's receive timeout: one second.
 const DEFAULT_RECV_TIMEOUT_MS: u64 = 1000;
 
@@ -17,16 +21,18 @@ const DEFAULT_RECV_TIMEOUT_MS: u64 = 1000;
 /// A UDP peer-to-peer chat: a receiver thread prints messages as they
 /// arrive while the main thread sends the lines you type.
 #[derive(Parser, Debug)]
-#[command(name = "lesson2-udp-threaded", version)]
+// args_override_self: a later occurrence of a flag replaces an earlier one,
+// so a flag typed after a `just` recipe overrides the recipe's default.
+#[command(name = "lesson2-udp-threaded", version, args_override_self = true)]
 pub struct Args {
     /// The address this peer receives on (the original's MY_IP_ADDRESS_STR and
     /// MY_PORT). Port 0 lets the kernel pick a free one.
-    #[arg(long, value_name = "IP:PORT", default_value = "127.0.0.1:55566")]
+    #[arg(long, value_name = "IP:PORT", default_value = DEFAULT_BIND)]
     pub bind: SocketAddr,
 
     /// The address the other peer receives on (PEER_IP_ADDRESS_STR and
     /// PEER_PORT). IPv6 works too: `[::1]:55577`.
-    #[arg(long, value_name = "IP:PORT", default_value = "127.0.0.1:55577")]
+    #[arg(long, value_name = "IP:PORT", default_value = DEFAULT_PEER)]
     pub peer: SocketAddr,
 
     /// How long each receive waits before the receiver thread checks whether
@@ -65,13 +71,22 @@ impl Args {
         args
     }
 
-    /// The command that starts the other peer on this machine: it binds our
-    /// peer address and sends to the address we actually bound.
+    /// The command that starts the other peer on this machine, as a
+    /// learner types it: `just lesson1 b` for lesson 1's peer A with the
+    /// defaults, `just lesson1 a` for its peer B, and otherwise peer B with
+    /// the addresses spelled out. It binds our peer address and sends to the
+    /// address we actually bound.
     pub fn peer_command(&self, bound: SocketAddr) -> String {
-        let program = std::env::current_exe()
-            .map(|path| path.display().to_string())
-            .unwrap_or_else(|_| "lesson2-udp-threaded".into());
-        let mut command = format!("{program} --bind {} --peer {bound}", self.peer);
+        // The crate's name up to its first dash: the `just` recipe.
+        let recipe = env!("CARGO_PKG_NAME").split('-').next().unwrap_or_default();
+        let (peer, bound) = (self.peer.to_string(), bound.to_string());
+        let mut command = if (peer.as_str(), bound.as_str()) == (DEFAULT_PEER, DEFAULT_BIND) {
+            format!("just {recipe} b")
+        } else if (peer.as_str(), bound.as_str()) == (DEFAULT_BIND, DEFAULT_PEER) {
+            format!("just {recipe} a")
+        } else {
+            format!("just {recipe} b --bind {peer} --peer {bound}")
+        };
         if self.recv_timeout_ms != DEFAULT_RECV_TIMEOUT_MS {
             command += &format!(" --recv-timeout-ms {}", self.recv_timeout_ms);
         }

@@ -89,8 +89,11 @@ fn run(args: &Args) -> Result<()> {
     // ANCHOR_END: socket
 
     // ANCHOR: my_addr
-    // 2. Our own address, as the kernel wants it (the C's sockaddr_in). clap
-    // parsed --bind before any socket existed: a typo is a usage error.
+    // 2. Our own address, as the kernel wants it (the C's sockaddr_in).
+    // Fix: the post's first version checks inet_pton's result with `< 0`,
+    // but inet_pton returns 0 for a malformed address, so a typo went on as
+    // 0.0.0.0 (its second version checks `<= 0`). Here clap parsed --bind
+    // before any socket existed: a typo is a usage error.
     let my_addr = SockaddrStorage::from(args.bind);
     // ANCHOR_END: my_addr
 
@@ -228,8 +231,11 @@ fn receive_loop(fd: &OwnedFd, args: &Args) {
             Ok((len, sender)) => {
                 let sender = sender.as_ref().and_then(to_socket_addr);
                 // ANCHOR: peer_filter
-                // The original's TODO: recvfrom takes datagrams from anyone
-                // who knows our port, so the filter is ours to apply.
+                // The original's TODO: an unconnected socket takes datagrams
+                // from anyone who knows our port. Here the program filters;
+                // connect() on the socket would make the kernel do it (the
+                // book's exercise 1.1). Neither is authentication: a UDP
+                // source address can be forged.
                 let from_peer = sender.is_some_and(|sender| same_endpoint(sender, args.peer));
                 if !from_peer && !args.accept_any {
                     let sender =
@@ -255,11 +261,7 @@ fn receive_loop(fd: &OwnedFd, args: &Args) {
             // The timeout expired (EAGAIN, also called EWOULDBLOCK), or a
             // signal interrupted the wait: look at RUNNING again.
             Err(Errno::EAGAIN | Errno::EINTR) => {}
-            // Fix: the original stops receiving on any other error. An ICMP
-            // error reported on the socket (ECONNREFUSED) is no reason to.
-            Err(err @ (Errno::ECONNREFUSED | Errno::EHOSTUNREACH | Errno::ENETUNREACH)) => {
-                eprintln!("warning: {err} reported on the socket; still receiving");
-            }
+            // Any other error stops the receiver, as in the original.
             Err(err) => {
                 eprintln!("error: cannot receive: {err}; the receiver stops (type 'quit' to exit)");
                 RUNNING.store(false, Ordering::SeqCst);
@@ -271,13 +273,13 @@ fn receive_loop(fd: &OwnedFd, args: &Args) {
 // ANCHOR_END: receive_loop
 
 // ANCHOR: send
-/// Sends `message` to the peer as one datagram; reports only failures.
+/// Sends `message` to the peer as one datagram and reports the outcome.
 fn send_message(fd: &OwnedFd, message: &[u8], peer_addr: &SockaddrStorage, peer: SocketAddr) {
     match socket::sendto(fd.as_raw_fd(), message, peer_addr, MsgFlags::empty()) {
         // Success only means the datagram left: UDP has no acknowledgement,
         // and an unconnected socket on Linux is not even told when nobody
         // listens at the peer's port (the ICMP "port unreachable" is dropped).
-        Ok(_) => {}
+        Ok(sent) => println!("[sent {sent} bytes]"),
         Err(Errno::EMSGSIZE) => eprintln!(
             "error: cannot send to {peer}: {}: a UDP datagram holds at most 65,507 bytes; the line has {}",
             Errno::EMSGSIZE,

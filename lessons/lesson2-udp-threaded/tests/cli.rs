@@ -1,7 +1,134 @@
 //! Lesson 2's command line: what cannot be parsed is a usage error (status
-//! 2), what the kernel refuses is one `error:` line (status 1), never a panic.
+//! 2), what the kernel refuses is one `error:` line (status 1), never a
+//! panic; a flag given twice takes its last value.
 
+use assert_cmd::Command as AssertCommand;
+use predicates::prelude::*;
+use testkit::udp::{self, PROMPT};
+use testkit::{LOCALHOST, command};
+
+const BIN: &str = "lesson2-udp-threaded";
+
+/// Runs the program with `args` and empty input; asserts a usage error
+/// (status 2) whose message contains `wanted`.
+fn usage_error(args: &[&str], wanted: &str) {
+    AssertCommand::new(testkit::bin(BIN))
+        .args(args)
+        .timeout(testkit::DEADLINE)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(wanted).and(predicate::str::contains("panicked").not()));
+}
+
+/// Runs the program with `args` and empty input; asserts exit status 1 and
+/// exactly `wanted` on stderr (one line).
+fn bind_error(command: std::process::Command, wanted: &str) {
+    let output = AssertCommand::from_std(command)
+        .write_stdin("")
+        .timeout(testkit::DEADLINE)
+        .assert()
+        .code(1)
+        .get_output()
+        .clone();
+    assert_eq!(String::from_utf8_lossy(&output.stderr), wanted);
+}
+
+/// What cannot be parsed is a usage error; what the kernel refuses (a port
+/// in use, an address of no interface here) is one `error:` line.
 #[test]
 fn bad_input_gets_a_one_line_error() {
-    testkit::udp::check_bad_input("lesson2-udp-threaded");
+    usage_error(
+        &["--bind", "127.0.0.1"],
+        "invalid value '127.0.0.1' for '--bind <IP:PORT>'",
+    );
+    usage_error(
+        &["--bind", "localhost:55566"],
+        "invalid value 'localhost:55566'",
+    );
+    usage_error(
+        &["--peer", "127.0.0.1:70000"],
+        "invalid value '127.0.0.1:70000' for '--peer <IP:PORT>'",
+    );
+    usage_error(&["--peer", "256.0.0.1:5"], "invalid value '256.0.0.1:5'");
+    usage_error(
+        &["--recv-timeout-ms", "0"],
+        "invalid value '0' for '--recv-timeout-ms <MS>'",
+    );
+    usage_error(
+        &["--bind", "127.0.0.1:0", "--peer", "[::1]:55577"],
+        "must both be IPv4 or both IPv6",
+    );
+
+    // The port is taken by another socket.
+    let taken = udp::bound_socket(LOCALHOST);
+    let addr = taken.local_addr().unwrap().to_string();
+    bind_error(
+        command(BIN, &["--bind", &addr]),
+        &format!("error: cannot bind UDP socket to {addr}: EADDRINUSE: Address already in use\n"),
+    );
+    // An address that belongs to no interface of this machine (TEST-NET-1,
+    // reserved for documentation): bind fails locally, nothing is sent.
+    bind_error(
+        command(BIN, &["--bind", "192.0.2.1:55566"]),
+        "error: cannot bind UDP socket to 192.0.2.1:55566: EADDRNOTAVAIL: Cannot assign requested address\n",
+    );
+}
+
+/// Ports below `net.ipv4.ip_unprivileged_port_start` (1024 unless changed;
+/// 0 in many containers) need privileges: without them, bind fails with
+/// EACCES. As root the program runs as user nobody.
+#[test]
+fn a_privileged_port_fails_with_permission_denied() {
+    let port = match testkit::privileged_port() {
+        Ok(port) => port,
+        Err(reason) => {
+            println!("skipped: {reason}");
+            return;
+        }
+    };
+    let bind = format!("127.0.0.1:{port}");
+    let mut command = command(BIN, &["--bind", &bind]);
+    testkit::unprivileged(&mut command);
+    let output = match command.output() {
+        Ok(output) => output,
+        Err(err) => {
+            println!("skipped: cannot start the program without privileges: {err}");
+            return;
+        }
+    };
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr),
+        format!("error: cannot bind UDP socket to {bind}: EACCES: Permission denied\n")
+    );
+}
+
+/// `just lesson2 a --peer IP:PORT` appends the user's --peer after the
+/// recipe's own: the last one wins.
+#[test]
+fn a_flag_given_twice_takes_its_last_value() {
+    let peer = udp::bound_socket(LOCALHOST);
+    let peer_addr = peer.local_addr().unwrap().to_string();
+    let mut app = testkit::Running::start(
+        "peer A",
+        command(
+            BIN,
+            &[
+                "--bind",
+                "127.0.0.1:55566",
+                "--peer",
+                "127.0.0.1:55577",
+                "--bind",
+                "127.0.0.1:0",
+                "--peer",
+                &peer_addr,
+            ],
+        ),
+    );
+    app.expect_stdout_line(&format!("sending to {peer_addr}"));
+    app.expect_stdout(PROMPT);
+    app.type_line("hello");
+    assert_eq!(udp::receive(&peer), b"hello");
+    app.type_line("quit");
+    assert!(app.wait_exit().success(), "{}", app.describe());
 }

@@ -142,7 +142,7 @@ fn ticks_per_second() -> f64 {
 
 /// The address is the raw in-memory bytes printed as native-endian 32-bit
 /// words; the port is a plain hexadecimal number.
-fn parse_endpoint(text: &str) -> Option<SocketAddr> {
+pub(crate) fn parse_endpoint(text: &str) -> Option<SocketAddr> {
     let (addr, port) = text.split_once(':')?;
     let port = u16::from_str_radix(port, 16).ok()?;
     let words: Vec<u32> = (0..addr.len() / 8)

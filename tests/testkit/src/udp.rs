@@ -1,18 +1,9 @@
-//! What the UDP lessons' (1 and 2) tests share: start a chat peer on a free
-//! port and read its address back, start two peers that know each other, a
-//! plain UDP socket standing in for `nc -u`, and the checks both lessons
-//! must pass (command-line errors, long lines, odd payloads).
-//!
-//! `alternating` says which lesson is under test: lesson 1 only receives
-//! between two lines typed, so a check types an empty line ("presses
-//! Enter") to let it pick up a datagram; lesson 2's receiver thread prints
-//! it without any help.
+//! Plumbing for the UDP lessons' (1 and 2) tests: start a chat peer on a
+//! free port and read its address back, start two peers that know each
+//! other, and a plain UDP socket standing in for `nc -u`. What the lessons
+//! must do is asserted in their own test files.
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::os::unix::process::CommandExt;
-
-use assert_cmd::Command as AssertCommand;
-use predicates::prelude::*;
 
 use crate::{DEADLINE, Running, command, find_socket_addr, free_udp_addr};
 
@@ -43,8 +34,9 @@ pub fn start_peer(
 
 /// Two peers that know each other: A (`bin_a`) binds a free port and sends
 /// to a port reserved for B; B (`bin_b`) is started with the arguments of
-/// the command A printed ("start the peer with: …"), which tests that line.
-/// Returns A, A's address, B, B's address.
+/// the command A printed ("start the peer with: just lessonN b --bind …
+/// --peer …"), which tests that line. Returns A, A's address, B, B's
+/// address.
 pub fn start_pair(
     bin_a: &str,
     bin_b: &str,
@@ -58,19 +50,20 @@ pub fn start_pair(
         .split_once("start the peer with: ")
         .map(|(_, command)| command)
         .unwrap_or_default();
-    let mut words = printed.split_whitespace();
-    let program = words.next().unwrap_or_default();
-    assert!(
-        program.ends_with(bin_a),
-        "peer A printed an unexpected command: {printed:?}"
-    );
-    let args: Vec<&str> = words.collect();
+    let words: Vec<&str> = printed.split_whitespace().collect();
+    let recipe = bin_a.split('-').next().unwrap_or_default();
     assert_eq!(
-        args[..4],
-        ["--bind", &b_addr.to_string(), "--peer", &a_addr.to_string()],
+        words.get(..3),
+        Some(&["just", recipe, "b"][..]),
+        "peer A prints the `just` command that starts peer B: {printed:?}"
+    );
+    let args = &words[3..];
+    assert_eq!(
+        args.get(..4),
+        Some(&["--bind", &b_addr.to_string(), "--peer", &a_addr.to_string()][..]),
         "peer A's command for peer B binds B's address and sends to A's"
     );
-    let b = Running::start("peer B", command(bin_b, &args));
+    let b = Running::start("peer B", command(bin_b, args));
     let line = b.expect_stdout_line("bound to ");
     assert_eq!(
         find_socket_addr(&line),
@@ -124,14 +117,6 @@ impl SocketPeer {
     pub fn receive(&self) -> Vec<u8> {
         receive(&self.socket)
     }
-
-    /// Lets lesson 1 receive (it does between two typed lines); for lesson 2
-    /// a no-op.
-    pub fn nudge(&mut self, alternating: bool) {
-        if alternating {
-            self.app.type_line("");
-        }
-    }
 }
 
 /// A UDP socket on `ip`, port chosen by the kernel, whose receives give up
@@ -162,217 +147,34 @@ pub fn message<'a>(line: &'a str, from: &str) -> &'a str {
 }
 
 /// The replacements that turn a captured run into the book's: A's and B's
-/// random ports become the lessons' defaults, and the workspace's path goes
-/// (the printed command reads `target/debug/…`).
+/// random ports become the lessons' defaults, and the command A prints for
+/// B becomes the one a reader running the defaults sees (`just lessonN b`,
+/// and B's for A `just lessonN a`).
 pub fn book_replacements(a: SocketAddr, b: SocketAddr) -> Vec<(String, String)> {
     vec![
+        (format!(" b --bind {b} --peer {a}"), " b".into()),
+        (format!(" b --bind {a} --peer {b}"), " a".into()),
         (a.to_string(), "127.0.0.1:55566".into()),
         (b.to_string(), "127.0.0.1:55577".into()),
-        (
-            format!("{}/", crate::workspace_root().display()),
-            String::new(),
-        ),
     ]
 }
 
-// ---- checks both UDP lessons must pass ----
-
-/// Two peers on `ip` exchange a message each way.
-pub fn check_exchange(
-    bin_a: &str,
-    bin_b: &str,
-    ip: IpAddr,
-    a_alternates: bool,
-    b_alternates: bool,
-) {
-    let (mut a, a_addr, mut b, b_addr) = start_pair(bin_a, bin_b, ip, FAST);
-    a.expect_stdout(PROMPT);
-    b.expect_stdout(PROMPT);
-    a.type_line("hello from A");
-    if b_alternates {
-        b.type_line("");
-    }
-    b.expect_stdout_line(&format!("[from {a_addr}] hello from A"));
-    b.type_line("hello from B");
-    if a_alternates {
-        a.type_line("");
-    }
-    a.expect_stdout_line(&format!("[from {b_addr}] hello from B"));
-    for peer in [&mut a, &mut b] {
-        peer.type_line("quit");
-        assert!(peer.wait_exit().success(), "{}", peer.describe());
-    }
-}
-
-/// A 60,000-byte line goes out as one datagram, and one comes in and is
-/// printed whole.
-pub fn check_long_line(bin: &str, alternating: bool) {
-    let mut chat = SocketPeer::start(bin, crate::LOCALHOST, FAST);
-    let line: String = (0..60_000)
-        .map(|i| char::from(b'a' + (i % 26) as u8))
-        .collect();
-    chat.app.type_line(&line);
-    assert_eq!(
-        chat.receive(),
-        line.as_bytes(),
-        "the whole line arrives as one datagram"
-    );
-    let incoming: String = (0..60_000)
-        .map(|i| char::from(b'A' + (i % 26) as u8))
-        .collect();
-    chat.send(incoming.as_bytes());
-    chat.nudge(alternating);
-    let from = format!("[from {}] ", chat.socket_addr());
-    assert_eq!(
-        message(&chat.app.expect_stdout_line(&from), &from),
-        incoming,
-        "printed whole, not cut"
-    );
-}
-
-/// Payloads that are not text: invalid UTF-8 prints lossily, an empty
-/// datagram prints as an empty message.
-pub fn check_odd_payloads(bin: &str, alternating: bool) {
-    let mut chat = SocketPeer::start(bin, crate::LOCALHOST, FAST);
-    let from = format!("[from {}] ", chat.socket_addr());
-    chat.send(b"caf\xE9 au lait");
-    chat.nudge(alternating);
-    assert_eq!(
-        message(&chat.app.expect_stdout_line(&from), &from),
-        "caf\u{FFFD} au lait"
-    );
-    chat.send(b"");
-    chat.nudge(alternating);
-    assert_eq!(
-        message(&chat.app.expect_stdout_line(&from), &from),
-        "",
-        "an empty datagram is an empty message"
-    );
-    chat.app.type_line("quit");
-    assert!(chat.app.wait_exit().success());
-}
-
-/// A line too long for one datagram is reported (EMSGSIZE) and the chat
-/// goes on; so does sending to a peer that is not running.
-pub fn check_send_failures(bin: &str) {
-    let mut chat = SocketPeer::start(bin, crate::LOCALHOST, FAST);
-    chat.app.type_line(&"x".repeat(65_508));
-    let error = chat.app.expect_stderr_line("EMSGSIZE");
-    assert!(
-        error.contains("65,507") && error.contains(&chat.socket_addr().to_string()),
-        "{error}"
-    );
-    chat.app.type_line("still here");
-    assert_eq!(
-        chat.receive(),
-        b"still here",
-        "the chat goes on after EMSGSIZE"
-    );
-
-    // Nobody listens at the peer's port: the datagram leaves, UDP cannot
-    // tell, and the program keeps chatting.
-    let dead_peer = free_udp_addr(crate::LOCALHOST);
-    let (mut lonely, _) = start_peer(
-        "lonely",
-        bin,
-        SocketAddr::new(crate::LOCALHOST, 0),
-        dead_peer,
-        FAST,
-    );
-    for line in ["anyone there?", "hello?"] {
-        lonely.expect_stdout(PROMPT);
-        lonely.type_line(line);
-    }
-    lonely.expect_stdout(PROMPT);
-    lonely.type_line("quit");
-    assert!(lonely.wait_exit().success(), "{}", lonely.describe());
-}
-
-/// `quit` and the end of input each end the program with status 0.
-pub fn check_quit_and_end_of_input(bin: &str) {
-    let mut chat = SocketPeer::start(bin, crate::LOCALHOST, FAST);
-    chat.app.type_line("quit");
-    assert!(chat.app.wait_exit().success(), "{}", chat.app.describe());
-    let mut chat = SocketPeer::start(bin, crate::LOCALHOST, FAST);
-    chat.app.close_stdin();
-    assert!(chat.app.wait_exit().success(), "{}", chat.app.describe());
-}
-
-/// Bad command lines: clap's usage error (status 2) for what cannot be
-/// parsed, one `error:` line and status 1 for what the kernel refuses.
-pub fn check_bad_input(bin: &str) {
-    let usage_error = |args: &[&str], wanted: &str| {
-        AssertCommand::new(crate::bin(bin))
-            .args(args)
-            .assert()
-            .code(2)
-            .stderr(
-                predicate::str::contains(wanted).and(predicate::str::contains("panicked").not()),
-            );
+/// How many datagrams the kernel has dropped for the UDP socket bound to
+/// `local` because its receive buffer was full: the `drops` column of
+/// `/proc/net/udp` (or `udp6`). `None` while no such socket exists.
+///
+/// Read by hand: the procfs crate's UDP entries leave this column out.
+pub fn udp_drops(local: SocketAddr) -> Option<u64> {
+    let table = if local.is_ipv4() {
+        "/proc/net/udp"
+    } else {
+        "/proc/net/udp6"
     };
-    usage_error(
-        &["--bind", "127.0.0.1"],
-        "invalid value '127.0.0.1' for '--bind <IP:PORT>'",
-    );
-    usage_error(
-        &["--bind", "localhost:55566"],
-        "invalid value 'localhost:55566'",
-    );
-    usage_error(
-        &["--peer", "127.0.0.1:70000"],
-        "invalid value '127.0.0.1:70000' for '--peer <IP:PORT>'",
-    );
-    usage_error(&["--peer", "256.0.0.1:5"], "invalid value '256.0.0.1:5'");
-    usage_error(
-        &["--recv-timeout-ms", "0"],
-        "invalid value '0' for '--recv-timeout-ms <MS>'",
-    );
-    usage_error(
-        &["--bind", "127.0.0.1:0", "--peer", "[::1]:55577"],
-        "must both be IPv4 or both IPv6",
-    );
-
-    let bind_error = |args: &[&str], as_nobody: bool, wanted: &[&str]| {
-        let mut command = command(bin, args);
-        if as_nobody {
-            command.uid(65534).gid(65534);
-        }
-        let mut assert = AssertCommand::from_std(command)
-            .write_stdin("")
-            .assert()
-            .code(1);
-        for wanted in wanted {
-            assert = assert.stderr(predicate::str::contains(*wanted));
-        }
-        let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
-        assert_eq!(stderr.lines().count(), 1, "one line: {stderr:?}");
-    };
-    // The port is taken by another socket.
-    let taken = bound_socket(crate::LOCALHOST);
-    let taken = taken
-        .local_addr()
-        .map(|addr| (taken, addr))
-        .expect("local address");
-    let addr = taken.1.to_string();
-    bind_error(
-        &["--bind", &addr],
-        false,
-        &[&format!("cannot bind UDP socket to {addr}"), "EADDRINUSE"],
-    );
-    // An address that belongs to no interface of this machine (TEST-NET-1,
-    // reserved for documentation): bind fails locally, nothing is sent.
-    bind_error(
-        &["--bind", "192.0.2.1:55566"],
-        false,
-        &["cannot bind UDP socket to 192.0.2.1:55566", "EADDRNOTAVAIL"],
-    );
-    // Ports below 1024 need privileges; root has them, so as root the
-    // program runs as user nobody. Port 1 is never bound: the permission
-    // check comes first.
-    let root = nix::unistd::geteuid().is_root();
-    bind_error(
-        &["--bind", "127.0.0.1:1"],
-        root,
-        &["cannot bind UDP socket to 127.0.0.1:1", "EACCES"],
-    );
+    let text = std::fs::read_to_string(table).ok()?;
+    text.lines().skip(1).find_map(|row| {
+        let fields: Vec<&str> = row.split_whitespace().collect();
+        let addr = crate::tcp_table::parse_endpoint(fields.get(1)?)?;
+        // The last column is `drops`.
+        (addr == local).then(|| fields.last()?.parse().ok())?
+    })
 }

@@ -28,7 +28,8 @@ use nix::sys::socket::{
 
 /// A line-oriented client for the echo server.
 #[derive(Parser, Debug)]
-#[command(name = "lesson3-client", version)]
+// A later occurrence of a flag replaces an earlier one.
+#[command(name = "lesson3-client", version, args_override_self = true)]
 struct Args {
     /// Address of the echo server (IPv4 or IPv6, e.g. `[::1]:8890`).
     #[arg(long, value_name = "IP:PORT", default_value = "127.0.0.1:8890")]

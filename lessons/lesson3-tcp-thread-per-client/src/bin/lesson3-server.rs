@@ -33,7 +33,9 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 // ANCHOR: args
 /// A TCP echo server: one thread per client.
 #[derive(Parser, Debug)]
-#[command(name = "lesson3-server", version)]
+// A later occurrence of a flag replaces an earlier one: what a user types
+// after a script's defaults wins.
+#[command(name = "lesson3-server", version, args_override_self = true)]
 struct Args {
     /// Address to listen on; `--bind 0.0.0.0:8890` listens on all
     /// interfaces, like the original's INADDR_ANY. IPv6 works too: `[::1]:8890`.
