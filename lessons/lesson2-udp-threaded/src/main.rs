@@ -234,7 +234,7 @@ fn receive_loop(fd: &OwnedFd, args: &Args) {
                 // The original's TODO: an unconnected socket takes datagrams
                 // from anyone who knows our port. Here the program filters;
                 // connect() on the socket would make the kernel do it (the
-                // book's exercise 1.1). Neither is authentication: a UDP
+                // book's exercise 1.2). Neither is authentication: a UDP
                 // source address can be forged.
                 let from_peer = sender.is_some_and(|sender| same_endpoint(sender, args.peer));
                 if !from_peer && !args.accept_any {
