@@ -32,10 +32,9 @@ lesson3-client *args:
 lesson4 *args:
     cargo run -q -p lesson4-tcp-reuseaddr --bin lesson4-server -- "$@"
 
-# Reproduce the TIME_WAIT restart bug live on loopback, then lesson 4's fix, narrated.
+# Reproduce the TIME_WAIT restart bug live on loopback, then lesson 4's fix, narrated (needs ss, mkfifo, coreutils 8.31+: checked first).
 timewait:
-    cargo build -q -p lesson3-tcp-thread-per-client -p lesson4-tcp-reuseaddr
-    bash scripts/timewait.sh
+    @bash scripts/timewait.sh
 
 # ---- tests and CI ----
 
@@ -53,9 +52,16 @@ ci:
 
 # ---- the book ----
 
-# Build the book and serve it at http://localhost:3000, rebuilding on change.
+# The book: with a display, serve it at http://localhost:3000 (rebuilt on change) and open a browser; without one, build it and say where it is.
 book:
-    mdbook serve docs --open
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if [ -n "${DISPLAY:-}" ] || [ -n "${WAYLAND_DISPLAY:-}" ]; then
+        exec mdbook serve docs --open
+    fi
+    mdbook build docs
+    echo "No display here: the book is in $PWD/docs/book/index.html"
+    echo "(or run 'mdbook serve docs' and browse http://localhost:3000 through a forwarded port)."
 
 # Regenerate the diffs between lessons that the book shows (docs/src/generated/*.diff).
 diffs:

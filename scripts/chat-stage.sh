@@ -6,8 +6,11 @@
 # Without a|b, in a terminal with tmux installed: both peers side by side in
 # one tmux window (the current window is split when already inside tmux).
 # Without tmux or a terminal: peer A, with how to start peer B. `a` or `b`
-# starts that one peer here. ARGS go to the program(s), e.g. --accept-any.
+# starts that one peer here. ARGS go to the program(s) after the defaults,
+# and a flag given there wins (`just lesson1 a --peer 192.168.1.20:55577`).
 set -euo pipefail
+# cargo must run inside the workspace, wherever the script is called from.
+cd "$(dirname "$0")/.."
 
 crate=$1
 shift
@@ -20,9 +23,9 @@ recipe=${crate%%-*} # lesson1-udp-alternating -> lesson1
 peer_a=(--bind 127.0.0.1:55566 --peer 127.0.0.1:55577)
 peer_b=(--bind 127.0.0.1:55577 --peer 127.0.0.1:55566)
 
-cargo build -q -p "$crate"
-# Absolute: a tmux pane may start in another folder.
-bin="$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/debug/$crate"
+# Cargo builds the binary if it is stale and says where it is (absolute, so
+# a tmux pane may start in another folder; CARGO_TARGET_DIR is honoured).
+bin=$(cargo run -q -p workspace-bin -- "$crate")
 
 case "$role" in
     a) exec "$bin" "${peer_a[@]}" "$@" ;;

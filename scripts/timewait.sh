@@ -3,11 +3,28 @@
 # server, stopped while clients are connected, cannot bind its port again because
 # its old connections sit in TIME-WAIT; lesson 4's server (SO_REUSEADDR) can.
 #
-# It drives the real binaries (`just timewait` builds them first): servers in the
+# It drives the real binaries (built by cargo if stale): servers in the
 # background, clients fed from FIFOs as if typed, Ctrl+C sent as SIGINT. Each run
 # uses fresh ports picked by the kernel (--bind 127.0.0.1:0), so it works while a
 # server of yours runs on 8890.
+#
+# Needs `ss` (iproute2), `mkfifo` and GNU coreutils 8.31 or later (for
+# `env --default-signal`); it checks for them first and says what to install.
 set -euo pipefail
+# cargo must run inside the workspace, wherever the script is called from.
+cd "$(dirname "$0")/.."
+
+missing=()
+command -v ss >/dev/null 2>&1 || missing+=("ss (install iproute2: apt-get install iproute2, dnf install iproute)")
+command -v mkfifo >/dev/null 2>&1 || missing+=("mkfifo (install coreutils)")
+if ! env --default-signal=INT true >/dev/null 2>&1; then
+    missing+=("env --default-signal (GNU coreutils 8.31 or later; yours: $(env --version 2>/dev/null | head -n 1 || echo unknown))")
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "timewait.sh: cannot run; missing:" >&2
+    printf '  - %s\n' "${missing[@]}" >&2
+    exit 1
+fi
 
 # A script's background commands start with SIGINT ignored (bash does that
 # without job control), so SIGINT could not stop them the way Ctrl+C does;
@@ -17,7 +34,13 @@ set -euo pipefail
 # redirection (a client's FIFO) reaches the program.
 background() { env --default-signal=INT "$@" <&0 & }
 
-bin_dir=${BIN_DIR:-target/debug}
+# Where each binary is: cargo builds it if stale and prints its path, so a
+# CARGO_TARGET_DIR elsewhere works. (`bin NAME` prints it.)
+declare -A bins
+for name in lesson3-server lesson3-client lesson4-server; do
+    bins[$name]=$(cargo run -q -p workspace-bin -- "$name")
+done
+bin() { printf '%s' "${bins[$1]}"; }
 work=$(mktemp -d)
 pids=()
 
@@ -82,7 +105,7 @@ list() {
 
 # start_server NAME LOG BIND: starts server NAME in the background; sets $server_pid.
 start_server() {
-    background "$bin_dir/$1" --bind "$3" >"$2" 2>&1
+    background "$(bin "$1")" --bind "$3" >"$2" 2>&1
     server_pid=$!
     pids+=("$server_pid")
 }
@@ -107,7 +130,7 @@ reproduce() {
         # function call (`background … <fifo`) is opened by this shell, and
         # a read-only open would block here until some writer appeared.
         eval "exec $((3 + n))<>\"$work/$name-client$n.in\""
-        background "$bin_dir/lesson3-client" --server "$addr" <"$work/$name-client$n.in" >"$work/$name-client$n.log" 2>&1
+        background "$(bin lesson3-client)" --server "$addr" <"$work/$name-client$n.in" >"$work/$name-client$n.log" 2>&1
         client_pids+=("$!")
         pids+=("$!")
         echo "hello from client $n" >&$((3 + n))
