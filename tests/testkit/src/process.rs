@@ -13,6 +13,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{self, Signal};
+use wait_timeout::ChildExt;
 use nix::unistd::Pid;
 
 use crate::DEADLINE;
@@ -270,22 +271,18 @@ impl Running {
         if let Some(status) = self.exit {
             return status;
         }
-        let deadline = Instant::now() + limit;
-        let status = loop {
-            match self.child.try_wait() {
-                Ok(Some(status)) => break status,
-                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(10)),
-                Ok(None) => {
-                    let _ = self.child.kill();
-                    let _ = self.child.wait();
-                    panic!(
-                        "{}: still running after {limit:?}; killed it\n{}",
-                        self.name,
-                        self.describe()
-                    );
-                }
-                Err(err) => panic!("{}: cannot wait for the process: {err}", self.name),
+        let status = match self.child.wait_timeout(limit) {
+            Ok(Some(status)) => status,
+            Ok(None) => {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!(
+                    "{}: still running after {limit:?}; killed it\n{}",
+                    self.name,
+                    self.describe()
+                );
             }
+            Err(err) => panic!("{}: cannot wait for the process: {err}", self.name),
         };
         self.exit = Some(status);
         // The pipes close when the process is gone (unless it left children
