@@ -158,9 +158,10 @@ fn run(args: &Args) -> Result<std::convert::Infallible> {
         // use of it.
         // Fix: the original checks `pthread_create(...) < 0`, but
         // pthread_create returns a positive error number (EAGAIN when no
-        // thread can be started), so the check never fires: it detaches a
-        // thread id that was never set, never closes the descriptor, and
-        // that client is never served. Here the error is reported and the
+        // thread can be started), so the check never fires: it goes on to
+        // detach `pid`, a stale id (the previous client's thread; on failure
+        // pthread_create leaves it undefined), never closes the descriptor,
+        // and that client is never served. Here the error is reported and the
         // closure, with the descriptor, is dropped: the client sees its
         // connection closed, and the server goes on.
         let spawned = thread::Builder::new()
