@@ -252,3 +252,40 @@ fn a_listener_that_stops_listening_ends_the_server_with_one_error() {
         format!("error: cannot accept clients on {addr}: EINVAL: Invalid argument\n")
     );
 }
+
+/// Every socket the server holds, the listener and each accepted client,
+/// is close-on-exec (accept4 with SOCK_CLOEXEC), so none would leak into a
+/// program the server might start. Read from /proc/PID/fdinfo's `flags`.
+#[test]
+fn accepted_sockets_are_close_on_exec() {
+    let (server, addr) = start_server("lesson3-server", any_port(), &[]);
+    let stream = connect(addr);
+    let me = stream.local_addr().unwrap();
+    server.expect_stdout_line(&format!("client {me} connected"));
+    let pid = server.pid();
+    let mut sockets = 0;
+    for entry in std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap() {
+        let entry = entry.unwrap();
+        let target = std::fs::read_link(entry.path()).unwrap_or_default();
+        if !target.to_string_lossy().starts_with("socket:") {
+            continue;
+        }
+        let fd = entry.file_name().to_string_lossy().into_owned();
+        let info = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).unwrap();
+        let flags = info
+            .lines()
+            .find_map(|line| line.strip_prefix("flags:"))
+            .map(|flags| u32::from_str_radix(flags.trim(), 8).unwrap())
+            .unwrap();
+        assert_ne!(
+            flags & nix::libc::O_CLOEXEC as u32,
+            0,
+            "socket descriptor {fd} is not close-on-exec: {info}"
+        );
+        sockets += 1;
+    }
+    assert!(
+        sockets >= 2,
+        "only {sockets} socket(s) found: listener and client expected"
+    );
+}

@@ -13,8 +13,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{self, Signal};
-use wait_timeout::ChildExt;
 use nix::unistd::Pid;
+use wait_timeout::ChildExt;
 
 use crate::DEADLINE;
 
