@@ -128,7 +128,10 @@ fn run(args: &Args) -> Result<()> {
         // never be interrupted; so the receiver blocks both signals. It
         // inherits the mask at its creation: block them here, start it, and
         // unblock them again in this thread. (One that arrives meanwhile
-        // waits, and is handled at the unblock.)
+        // waits, and is handled at the unblock.) In the original, a signal
+        // that lands in the receiver fails its recvfrom with EINTR even
+        // under SA_RESTART, because the socket has a receive timeout
+        // (signal(7)), and the receiver takes that for an error and stops.
         let stop_signals = SigSet::from_iter([Signal::SIGINT, Signal::SIGTERM]);
         stop_signals
             .thread_block()
