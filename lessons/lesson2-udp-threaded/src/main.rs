@@ -128,10 +128,9 @@ fn run(args: &Args) -> Result<()> {
         // never be interrupted; so the receiver blocks both signals. It
         // inherits the mask at its creation: block them here, start it, and
         // unblock them again in this thread. (One that arrives meanwhile
-        // waits, and is handled at the unblock.) In the original, a signal
-        // that lands in the receiver fails its recvfrom with EINTR even
-        // under SA_RESTART, because the socket has a receive timeout
-        // (signal(7)), and the receiver takes that for an error and stops.
+        // waits, and is handled at the unblock.) In the original, one that
+        // lands in the receiver ends it: with a receive timeout, recvfrom
+        // fails with EINTR even under SA_RESTART (signal(7)).
         let stop_signals = SigSet::from_iter([Signal::SIGINT, Signal::SIGTERM]);
         stop_signals
             .thread_block()
