@@ -3,7 +3,9 @@
 //! `/proc/net/tcp` and `/proc/net/tcp6` list every TCP socket on the machine,
 //! including the ones no process owns any more (orphans and TIME-WAIT). The
 //! TIME_WAIT tests read them directly, so they need no tool installed; the
-//! book's transcript uses `ss`, the tool a reader would type.
+//! book's transcript uses `ss`, the tool a reader would type. (Not the
+//! procfs crate: its TCP entries leave out the timer column, which the
+//! TIME-WAIT tests read.)
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
