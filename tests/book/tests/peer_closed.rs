@@ -33,22 +33,23 @@ fn peer_closed() -> TcpStream {
     client
 }
 
-/// The state of `local`'s row in the TCP table (`None`: no row, the socket
-/// is CLOSED).
-fn state_of(local: SocketAddr) -> Option<TcpState> {
+/// The state of the row `local` → `remote` in the TCP table (`None`: no
+/// row, the socket is CLOSED). Both ends are matched: another test's old
+/// socket may have had the same local port.
+fn state_of(local: SocketAddr, remote: SocketAddr) -> Option<TcpState> {
     tcp_sockets()
         .into_iter()
-        .find(|socket| socket.local == local)
+        .find(|socket| socket.local == local && socket.remote == remote)
         .map(|socket| socket.state)
 }
 
-/// Waits until `local` has no row any more: an RST closed it.
-fn wait_until_closed(local: SocketAddr) {
+/// Waits until `local` → `remote` has no row any more: an RST closed it.
+fn wait_until_closed(local: SocketAddr, remote: SocketAddr) {
     let start = Instant::now();
-    while let Some(state) = state_of(local) {
+    while let Some(state) = state_of(local, remote) {
         assert!(
             start.elapsed() < DEADLINE,
-            "{local} still {state:?} after {DEADLINE:?}: no RST came"
+            "{local} → {remote} still {state:?} after {DEADLINE:?}: no RST came"
         );
         thread::sleep(Duration::from_millis(5));
     }
@@ -57,23 +58,23 @@ fn wait_until_closed(local: SocketAddr) {
 #[test]
 fn first_send_after_the_peer_closed_succeeds_and_draws_an_rst() {
     let client = peer_closed();
-    let local = client.local_addr().unwrap();
-    assert_eq!(state_of(local), Some(TcpState::CloseWait));
+    let (local, remote) = (client.local_addr().unwrap(), client.peer_addr().unwrap());
+    assert_eq!(state_of(local, remote), Some(TcpState::CloseWait));
     assert_eq!(
         send(client.as_raw_fd(), b"hello?", MsgFlags::MSG_NOSIGNAL),
         Ok(6),
         "the first send after the peer's FIN succeeds"
     );
     // The peer's kernel answers the data with an RST: the socket is closed.
-    wait_until_closed(local);
+    wait_until_closed(local, remote);
 }
 
 #[test]
 fn next_send_fails_with_epipe() {
     let client = peer_closed();
-    let local = client.local_addr().unwrap();
+    let (local, remote) = (client.local_addr().unwrap(), client.peer_addr().unwrap());
     send(client.as_raw_fd(), b"hello?", MsgFlags::MSG_NOSIGNAL).expect("first send");
-    wait_until_closed(local);
+    wait_until_closed(local, remote);
     assert_eq!(
         send(client.as_raw_fd(), b"still there?", MsgFlags::MSG_NOSIGNAL),
         Err(Errno::EPIPE),
