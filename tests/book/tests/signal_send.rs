@@ -1,7 +1,9 @@
 //! Lesson 3's third reason for a short `send`, checked on this kernel: a
 //! blocking TCP `send` that a signal handler interrupts after it queued
-//! some bytes returns that count, as signal(7) describes ("a partial success
-//! count"), and `SA_RESTART` changes nothing, since the call did not fail.
+//! some bytes returns that count: signal(7) says such a call "will return a
+//! success status (normally, the number of bytes transferred)". Whether the
+//! handler was installed with `SA_RESTART` changes nothing, since the call
+//! did not fail.
 //!
 //! The receiver never reads, so the send fills the send buffer and the
 //! receiver's receive buffer, then waits for room that never comes, until
