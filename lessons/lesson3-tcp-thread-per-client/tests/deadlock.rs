@@ -7,8 +7,9 @@
 //! too. Each waits for the other to read.
 //!
 //! The evidence is the kernel's, not a timeout: both programs sit blocked
-//! in `send`, and the four queues of the connection hold data and do not
-//! move.
+//! in `send` with all four queues of the connection holding data, and a
+//! second later they still do, the server has received nothing more and
+//! the client has printed no echo.
 
 use std::net::SocketAddr;
 use std::thread;
@@ -166,7 +167,7 @@ fn a_line_larger_than_both_socket_buffers_deadlocks_client_and_server() {
     assert_eq!(
         server.stdout().len(),
         logged,
-        "the server received more while blocked in send?"
+        "the server logged more: it was still receiving"
     );
     assert!(
         !client.stdout().contains("client receive"),
