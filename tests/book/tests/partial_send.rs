@@ -1,20 +1,18 @@
 //! Why the lessons' `send_all` loops, checked on this kernel: on Linux a
 //! blocking TCP `send` waits until the kernel has queued every byte, so it
 //! returns short only when something cuts the wait: a send timeout
-//! (`SO_SNDTIMEO`), a non-blocking socket, or a signal after some progress.
+//! (`SO_SNDTIMEO`), a non-blocking socket, or a signal after some progress
+//! (that last case has a file of its own, `signal_send.rs`).
 //! The loop costs nothing and keeps the code right in all three cases (and
 //! on systems that behave otherwise).
 
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
-use std::sync::mpsc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::errno::Errno;
-use nix::sys::pthread::{pthread_kill, pthread_self};
-use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
 use nix::sys::socket::{MsgFlags, send, setsockopt, sockopt};
 use nix::sys::time::{TimeVal, TimeValLike};
 use testkit::{DEADLINE, LOCALHOST};
@@ -98,43 +96,6 @@ fn nonblocking_send_returns_short_when_the_buffer_is_full() {
         send_until_error(&sender, &data),
         Errno::EAGAIN,
         "once the buffer is full, nothing fits: EAGAIN"
-    );
-}
-
-extern "C" fn ignore_signal(_: nix::libc::c_int) {}
-
-/// A signal handled while a blocking send waits for room, after part of the
-/// data was queued, ends the send with the count so far (SA_RESTART or not:
-/// only a call that transferred nothing can be restarted).
-#[test]
-fn send_interrupted_by_a_signal_after_progress_returns_short() {
-    let action = SigAction::new(
-        SigHandler::Handler(ignore_signal),
-        SaFlags::SA_RESTART,
-        SigSet::empty(),
-    );
-    // SAFETY: the handler does nothing at all.
-    unsafe { sigaction(Signal::SIGUSR1, &action) }.expect("install a SIGUSR1 handler");
-    let (sender, _receiver) = connection(); // Never read.
-    let (tx, rx) = mpsc::channel();
-    let blocked = thread::spawn(move || {
-        tx.send(pthread_self()).expect("send the thread id");
-        let data = vec![7u8; MUCH];
-        send(sender.as_raw_fd(), &data, MsgFlags::MSG_NOSIGNAL)
-    });
-    let thread = rx.recv().expect("the sender's thread id");
-    let start = Instant::now();
-    // Signals until the send returns: the first ones may come before it
-    // blocks, and are then simply handled.
-    while !blocked.is_finished() {
-        assert!(start.elapsed() < DEADLINE, "the send never returned");
-        thread::sleep(Duration::from_millis(50));
-        let _ = pthread_kill(thread, Signal::SIGUSR1);
-    }
-    let sent = blocked.join().expect("sender thread").expect("send");
-    assert!(
-        0 < sent && sent < MUCH,
-        "the signal cut the send short after some progress: {sent} of {MUCH}"
     );
 }
 
