@@ -115,7 +115,6 @@ fn run(server: SocketAddr) -> Result<()> {
         let socket_ready = ready(&fds[0]);
         // POLLIN, or POLLHUP: the other end of a piped stdin closed.
         let keyboard_ready = fds.get(1).is_some_and(ready);
-        drop(fds);
 
         // b. Echoes, or the server's end. Watched even while we wait for the
         // keyboard: a server that dies is noticed at once, not at the next
