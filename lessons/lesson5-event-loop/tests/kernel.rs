@@ -13,16 +13,18 @@ use nix::sys::socket::{MsgFlags, recv, send};
 
 /// A connected pair of TCP sockets on loopback: (client, server side).
 fn pair() -> (TcpStream, TcpStream) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-    let (server, _) = listener.accept().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let client = TcpStream::connect(listener.local_addr().expect("address")).expect("connect");
+    let (server, _) = listener.accept().expect("accept");
     (client, server)
 }
 
 /// How many events one epoll_wait reports after waiting at most `ms`.
 fn wait(epoll: &Epoll, ms: u16) -> usize {
     let mut events = [EpollEvent::empty(); 4];
-    epoll.wait(&mut events, EpollTimeout::from(ms)).unwrap()
+    epoll
+        .wait(&mut events, EpollTimeout::from(ms))
+        .expect("epoll_wait")
 }
 
 /// epoll(7): level-triggered (the default) reports a descriptor for as long
