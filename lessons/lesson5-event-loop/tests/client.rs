@@ -11,7 +11,11 @@ use std::time::Duration;
 
 use assert_cmd::Command;
 use common::{CLIENT, client_chat, cpu_ticks, random_letters, start_client, start_server};
-use nix::sys::socket::{setsockopt, sockopt};
+use nix::sys::socket::{
+    AddressFamily, Backlog, SockFlag, SockType, SockaddrStorage, bind, listen, setsockopt, socket,
+    sockopt,
+};
+use std::os::fd::AsRawFd;
 use testkit::{DEADLINE, LOCALHOST};
 
 fn any_port() -> SocketAddr {
@@ -147,11 +151,20 @@ fn works_with_lesson_3s_server() {
 /// blocking calls) whose connection has 4 KiB buffers: when nobody reads
 /// its echo, it stops reading after a few KiB.
 fn small_buffer_echo_server() -> (SocketAddr, JoinHandle<()>) {
-    let listener = TcpListener::bind(any_port()).expect("bind");
-    // Set on the listener, inherited by the accepted socket; a size set by
-    // hand is not grown by the kernel's autotuning.
-    setsockopt(&listener, sockopt::RcvBuf, &4096).expect("SO_RCVBUF");
-    setsockopt(&listener, sockopt::SndBuf, &4096).expect("SO_SNDBUF");
+    // Set before listen, as tcp(7) asks, and inherited by the accepted
+    // socket; a size set by hand is not grown by the kernel's autotuning.
+    let fd = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .expect("socket");
+    setsockopt(&fd, sockopt::RcvBuf, &4096).expect("SO_RCVBUF");
+    setsockopt(&fd, sockopt::SndBuf, &4096).expect("SO_SNDBUF");
+    bind(fd.as_raw_fd(), &SockaddrStorage::from(any_port())).expect("bind");
+    listen(&fd, Backlog::new(1).expect("backlog")).expect("listen");
+    let listener = TcpListener::from(fd);
     let addr = listener.local_addr().expect("local address");
     let server = thread::spawn(move || {
         let (mut stream, _) = listener.accept().expect("accept");
