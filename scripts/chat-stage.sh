@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Starts a UDP chat stage (lesson 1 or 2) on loopback: `just lesson1`, `just lesson2`.
+# Starts a UDP chat stage (lesson 1, 2 or 5) on loopback: `just lesson1`, `just lesson2`.
 #
 #   chat-stage.sh CRATE [a|b] [ARGS...]
+#
+# The program is the crate's binary of the same name, or $CHAT_BIN when set
+# (lesson 5's crate holds three programs; its chat is `lesson5-chat`).
 #
 # Without a|b, in a terminal with tmux installed: both peers side by side in
 # one tmux window (the current window is split when already inside tmux).
@@ -25,7 +28,7 @@ peer_b=(--bind 127.0.0.1:55577 --peer 127.0.0.1:55566)
 
 # Cargo builds the binary if it is stale and says where it is (absolute, so
 # a tmux pane may start in another folder; CARGO_TARGET_DIR is honoured).
-bin=$(cargo run -q -p workspace-bin -- "$crate")
+bin=$(cargo run -q -p workspace-bin -- "${CHAT_BIN:-$crate}")
 
 case "$role" in
     a) exec "$bin" "${peer_a[@]}" "$@" ;;
