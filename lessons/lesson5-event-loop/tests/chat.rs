@@ -27,9 +27,12 @@ fn start_pair(
     let line = a.expect_stdout_line("start the peer with: ");
     let printed = line.split_once("start the peer with: ").map(|(_, c)| c);
     let words: Vec<&str> = printed.unwrap_or_default().split_whitespace().collect();
-    assert!(words[0].ends_with(CHAT), "{line}");
     let (b_bind, b_peer) = (b_addr.to_string(), a_addr.to_string());
-    assert_eq!(words[1..], ["--bind", &b_bind, "--peer", &b_peer], "{line}");
+    assert_eq!(
+        words,
+        ["just", "lesson5", "b", "--bind", &b_bind, "--peer", &b_peer],
+        "peer A prints the `just` command that starts peer B: {line}"
+    );
     let (b, bound) = start_chat("peer B", bin_b, b_addr, a_addr, b_extra);
     assert_eq!(bound, b_addr);
     (a, a_addr, b, b_addr)
@@ -181,23 +184,8 @@ fn book_session() {
     assert!(a.wait_exit().success(), "{}", a.describe());
     b.close_stdin();
     assert!(b.wait_exit().success(), "{}", b.describe());
-    let replacements = vec![
-        (a_addr.to_string(), "127.0.0.1:55566".to_owned()),
-        (b_addr.to_string(), "127.0.0.1:55577".to_owned()),
-        (
-            "--bind 127.0.0.1:0".to_owned(),
-            "--bind 127.0.0.1:55566".to_owned(),
-        ),
-    ];
-    // The printed command names the binary where cargo built it; a reader
-    // who ran `cargo build` sees target/debug/.
-    let bin = testkit::bin(CHAT);
-    let built_in = bin.parent().expect("the binary's folder").display();
-    let replacements = [
-        replacements,
-        vec![(format!("{built_in}/"), "target/debug/".to_owned())],
-    ]
-    .concat();
+    let mut replacements = testkit::udp::book_replacements(a_addr, b_addr);
+    replacements.push(("--bind 127.0.0.1:0".into(), "--bind 127.0.0.1:55566".into()));
     check_generated(
         "lesson5-peer-a.txt",
         &normalize(&a.transcript(), &replacements),

@@ -37,7 +37,7 @@ const MAX_UNSENT: usize = 1024 * 1024;
 
 /// A line-oriented client for the echo server.
 #[derive(Parser, Debug)]
-#[command(name = "lesson5-client", version)]
+#[command(name = "lesson5-client", version, args_override_self = true)]
 struct Args {
     /// Address of the echo server (IPv4 or IPv6, e.g. `[::1]:8890`).
     #[arg(long, value_name = "IP:PORT", default_value = "127.0.0.1:8890")]

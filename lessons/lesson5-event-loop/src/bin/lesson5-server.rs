@@ -65,7 +65,7 @@ const SIGNALS: u64 = 1;
 // ANCHOR: args
 /// A TCP echo server: one thread, epoll, any number of clients.
 #[derive(Parser, Debug)]
-#[command(name = "lesson5-server", version)]
+#[command(name = "lesson5-server", version, args_override_self = true)]
 struct Args {
     /// Address to listen on; `--bind 0.0.0.0:8890` listens on all
     /// interfaces, like the original's INADDR_ANY. IPv6 works too: `[::1]:8890`.

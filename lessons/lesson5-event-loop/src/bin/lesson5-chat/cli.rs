@@ -12,20 +12,26 @@ use std::net::SocketAddr;
 use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser};
 
+/// Peer A's addresses when none are given: the original's ports.
+const DEFAULT_BIND: &str = "127.0.0.1:55566";
+const DEFAULT_PEER: &str = "127.0.0.1:55577";
+
 // ANCHOR: args
 /// A UDP peer-to-peer chat in one thread: poll(2) waits for the keyboard,
 /// the socket and Ctrl+C at once, so a message shows the moment it arrives.
 #[derive(Parser, Debug)]
-#[command(name = "lesson5-chat", version)]
+// args_override_self: a later occurrence of a flag replaces an earlier one,
+// so a flag typed after a `just` recipe overrides the recipe's default.
+#[command(name = "lesson5-chat", version, args_override_self = true)]
 pub struct Args {
     /// The address this peer receives on (the original's MY_IP_ADDRESS_STR and
     /// MY_PORT). Port 0 lets the kernel pick a free one.
-    #[arg(long, value_name = "IP:PORT", default_value = "127.0.0.1:55566")]
+    #[arg(long, value_name = "IP:PORT", default_value = DEFAULT_BIND)]
     pub bind: SocketAddr,
 
     /// The address the other peer receives on (PEER_IP_ADDRESS_STR and
     /// PEER_PORT). IPv6 works too: `[::1]:55577`.
-    #[arg(long, value_name = "IP:PORT", default_value = "127.0.0.1:55577")]
+    #[arg(long, value_name = "IP:PORT", default_value = DEFAULT_PEER)]
     pub peer: SocketAddr,
 
     /// Show datagrams from any sender, as the original does. By default only
@@ -56,13 +62,20 @@ impl Args {
         args
     }
 
-    /// The command that starts the other peer on this machine: it binds our
-    /// peer address and sends to the address we actually bound.
+    /// The command that starts the other peer on this machine, as a
+    /// learner types it: `just lesson5 b` for peer A with the defaults,
+    /// `just lesson5 a` for peer B, and otherwise peer B with the addresses
+    /// spelled out. It binds our peer address and sends to the address we
+    /// actually bound.
     pub fn peer_command(&self, bound: SocketAddr) -> String {
-        let program = std::env::current_exe()
-            .map(|path| path.display().to_string())
-            .unwrap_or_else(|_| "lesson5-chat".into());
-        let mut command = format!("{program} --bind {} --peer {bound}", self.peer);
+        let (peer, bound) = (self.peer.to_string(), bound.to_string());
+        let mut command = if (peer.as_str(), bound.as_str()) == (DEFAULT_PEER, DEFAULT_BIND) {
+            "just lesson5 b".to_string()
+        } else if (peer.as_str(), bound.as_str()) == (DEFAULT_BIND, DEFAULT_PEER) {
+            "just lesson5 a".to_string()
+        } else {
+            format!("just lesson5 b --bind {peer} --peer {bound}")
+        };
         if self.accept_any {
             command += " --accept-any";
         }

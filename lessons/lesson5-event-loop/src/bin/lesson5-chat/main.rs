@@ -240,13 +240,13 @@ fn receive_one(fd: &OwnedFd, buffer: &mut [u8], args: &Args) {
 // ANCHOR_END: receive
 
 // ANCHOR: send
-/// Sends `message` to the peer as one datagram; reports only failures.
+/// Sends `message` to the peer as one datagram, and says how it went.
 fn send_message(fd: &OwnedFd, message: &[u8], peer_addr: &SockaddrStorage, peer: SocketAddr) {
     match socket::sendto(fd.as_raw_fd(), message, peer_addr, MsgFlags::empty()) {
         // Success only means the datagram left: UDP has no acknowledgement,
         // and an unconnected socket on Linux is not even told when nobody
         // listens at the peer's port (the ICMP "port unreachable" is dropped).
-        Ok(_) => {}
+        Ok(sent) => println!("[sent {sent} bytes]"),
         Err(Errno::EMSGSIZE) => eprintln!(
             "error: cannot send to {peer}: {}: a UDP datagram holds at most 65,507 bytes; the line has {}",
             Errno::EMSGSIZE,
