@@ -269,10 +269,17 @@ impl Lab {
         filter: &str,
     ) -> Result<Capture> {
         let mut command = self.command(host, "tcpdump");
-        // -n: numbers, not names; -t: no times (they change every run); -l
-        // and --immediate-mode: each packet printed as soon as it is seen.
+        // -n: numbers, not names; -t: no times (they change every run); -S:
+        // absolute sequence numbers, which `normalize` makes relative (tcpdump
+        // leaves some absolute, such as a bare RST's); -l and
+        // --immediate-mode: each packet printed as soon as it is seen. In
+        // immediate mode each packet takes a frame of the snapshot length in
+        // the capture buffer: 2048 bytes hold any packet at MTU 1500, and 8
+        // MiB hold thousands of them, where the defaults (256 KiB packets, 2
+        // MiB) would hold 8 and drop a burst of fragments.
+        #[rustfmt::skip]
         command
-            .args(["-i", interface, "-n", "-t", "-l", "--immediate-mode"])
+            .args(["-i", interface, "-n", "-t", "-S", "-l", "--immediate-mode", "-s", "2048", "-B", "8192"])
             .args(extra)
             .args(filter.split_whitespace());
         Capture::start(command, &format!("tcpdump on {host} {interface}"))
