@@ -230,12 +230,21 @@ impl Lab {
         checked(output, &format!("nft in {host}")).map(drop)
     }
 
-    /// Drops `percent` % of the packets arriving at `host` on `interface`,
-    /// chosen at random by nftables (`numgen random mod 100 < N drop`) at
-    /// the interface's ingress hook: before the IP layer, so it works for a
-    /// router as for an end host. Call it on both ends for loss both ways.
+    /// Drops `percent` % of the IPv4 packets arriving at `host` on
+    /// `interface`, chosen at random by nftables (`numgen random mod 100 < N
+    /// drop`) at the interface's ingress hook: before the IP layer, so it
+    /// works for a router as for an end host. ARP is spared, so the hosts
+    /// still find each other's MAC address. Call it on both ends for loss
+    /// both ways; [`Lab::remove_loss`] takes it away.
     pub fn add_loss(&self, host: &str, interface: &str, percent: u32) -> Result<()> {
         self.nft(host, &loss_ruleset(interface, percent))
+    }
+
+    /// Removes the rule of [`Lab::add_loss`].
+    pub fn remove_loss(&self, host: &str, interface: &str) -> Result<()> {
+        let table = format!("netlab_loss_{interface}");
+        self.run(host, &["nft", "delete", "table", "netdev", &table])
+            .map(drop)
     }
 
     /// Runs `body` on a thread that has entered `host`'s network namespace:
@@ -323,7 +332,7 @@ pub fn loss_ruleset(interface: &str, percent: u32) -> String {
         "table netdev netlab_loss_{interface} {{\n\
          \tchain ingress {{\n\
          \t\ttype filter hook ingress device \"{interface}\" priority 0; policy accept;\n\
-         \t\tnumgen random mod 100 < {percent} drop\n\
+         \t\tmeta protocol ip numgen random mod 100 < {percent} drop\n\
          \t}}\n\
          }}\n"
     )

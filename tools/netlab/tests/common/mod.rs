@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use netlab::{Capture, Lab, Topology};
 use testkit::Running;
 
+#[allow(unused_imports)] // Not every test file uses every one.
 pub use netlab::{ECHO_PORT, PORT_A, PORT_B, VM1, VM2};
 
 /// The lab of the first post for test `test` (see `netlab::lab_for_test`:
