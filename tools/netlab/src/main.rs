@@ -122,8 +122,16 @@ fn run(action: Action) -> Result<()> {
 
 /// Builds `name` (a workspace binary) if it is stale; its path.
 fn binary(name: &str) -> Result<String> {
-    let path = workspace_bin::path(name, workspace_bin::Profile::Debug)
-        .with_context(|| format!("cannot build {name}"))?;
+    let path = workspace_bin::path(name, workspace_bin::Profile::Debug).map_err(|err| {
+        // Cargo's own report is many lines; its `error:` line says it all.
+        let report = format!("{err:#}");
+        let reason = report
+            .lines()
+            .find_map(|line| line.trim().strip_prefix("error: "))
+            .unwrap_or(report.lines().next().unwrap_or_default())
+            .to_owned();
+        anyhow::anyhow!("cannot build {name}: {reason}")
+    })?;
     Ok(path.display().to_string())
 }
 
