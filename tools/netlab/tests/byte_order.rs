@@ -33,8 +33,9 @@ fn port_and_address_cross_the_wire_in_network_byte_order() {
     let capture = lab.capture("vm1", "eth0", &["-x"], "udp").unwrap();
     let socket = lab.in_host("vm1", || UdpSocket::bind(vm1(PORT_A)).unwrap());
     socket.send_to(b"hi", vm2(PORT_B)).unwrap();
-    // IPv4 header: ... source c0a8 7e81, destination c0a8 7e80; then the
-    // UDP header: source port, destination port.
+    // Bytes 12 to 15 of the IPv4 header hold the source address, 16 to 19
+    // the destination; the UDP header follows with the source port, then
+    // the destination port. tcpdump -x prints 16 bytes per line.
     capture.wait_for("UDP, length 2").unwrap();
     // Stopped, tcpdump has printed the hex lines too (one entry per packet).
     let lines = capture.finish().unwrap();
@@ -43,7 +44,7 @@ fn port_and_address_cross_the_wire_in_network_byte_order() {
         .find(|line| line.contains("UDP, length 2"))
         .unwrap();
     assert!(
-        packet.contains("c0a8 7e81 c0a8 7e80 d90e d919"),
+        packet.contains("c0a8 7e81 0x0010:  c0a8 7e80 d90e d919"),
         "addresses and ports big-endian on the wire: {packet}"
     );
 }
