@@ -57,8 +57,8 @@ fn run(action: Action) -> Result<()> {
     match access() {
         Ok(Access::Root) => {}
         Ok(Access::UserNamespace) => bail!(
-            "the lab's hosts must outlive this command, which needs root: run `sudo -E just lab …` \
-             (without root, the lab's tests still run, each inside a user namespace of its own)"
+            "the lab needs root: run `sudo -E env \"PATH=$PATH\" just lab …` (without root, the \
+             lab's tests still run, each inside a user namespace of its own)"
         ),
         Err(reason) => bail!("{reason}"),
     }

@@ -367,3 +367,19 @@ fn capture_6_fragments_all_or_nothing() {
     assert_eq!(fragments, 82, "41 fragments per datagram:\n{text}");
     check_generated("capture-6-fragments.txt", &text);
 }
+
+/// The other half of capture 5's claim: with the IP_RECVERR option (ip(7)),
+/// an unconnected UDP socket does hear of the ICMP "port unreachable": its
+/// next receive fails with ECONNREFUSED.
+#[test]
+fn an_unconnected_socket_with_ip_recverr_hears_of_the_icmp_error() {
+    let Some(lab) = two_vms("an_unconnected_socket_with_ip_recverr_hears_of_the_icmp_error") else {
+        return;
+    };
+    let socket = lab.in_host("vm1", || UdpSocket::bind(vm1(PORT_A)).unwrap());
+    socket.set_read_timeout(Some(testkit::DEADLINE)).unwrap();
+    nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::Ipv4RecvErr, &true).unwrap();
+    socket.send_to(b"hello?", vm2(PORT_B)).unwrap();
+    let err = socket.recv_from(&mut [0; 64]).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ConnectionRefused, "{err}");
+}

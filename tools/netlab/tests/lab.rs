@@ -9,8 +9,8 @@ use std::path::Path;
 use common::*;
 use netlab::{Lab, Topology};
 
-/// vm1 and vm2 carry the post's addresses on one link with MTU 1500, and a
-/// datagram from one reaches the other.
+/// vm1 and vm2 carry the post's addresses on one link with MTU 1500 (their
+/// loopback has 65536), and a datagram from one reaches the other.
 #[test]
 fn the_two_vms_have_the_posts_addresses_on_one_link_with_mtu_1500() {
     let Some(lab) = two_vms("the_two_vms_have_the_posts_addresses_on_one_link_with_mtu_1500")
@@ -27,6 +27,8 @@ fn the_two_vms_have_the_posts_addresses_on_one_link_with_mtu_1500() {
         );
         let link = lab.run(host, &["ip", "link", "show", "eth0"]).unwrap();
         assert!(link.contains("mtu 1500"), "{host}: {link}");
+        let loopback = lab.run(host, &["ip", "link", "show", "lo"]).unwrap();
+        assert!(loopback.contains("mtu 65536"), "{host}: {loopback}");
         let timestamps = lab
             .run(host, &["sysctl", "-n", "net.ipv4.tcp_timestamps"])
             .unwrap();
