@@ -28,6 +28,10 @@ const NETNS_DIR: &str = "/run/netns";
 /// counter: `nl-4242-3-vm1`.
 const TEST_PREFIX: &str = "nl-";
 
+/// The environment variable whose value [`Lab::up_named`] puts in front of
+/// its namespaces' names.
+pub const NAMED_PREFIX_VAR: &str = "NETLAB_PREFIX";
+
 /// Numbers the labs of one process, so each gets its own names.
 static NEXT_LAB: AtomicU32 = AtomicU32::new(0);
 
@@ -67,33 +71,37 @@ impl Lab {
     /// Builds `topology` with the hosts' own names as namespace names
     /// (`vm1`), to be used by hand: `ip netns exec vm1 bash`. The lab stays
     /// up after this process ends; [`Lab::remove_named`] takes it down.
+    /// With [`NAMED_PREFIX_VAR`] set, its value goes in front of every name
+    /// (the tests of `lab up` use it, so as not to touch a learner's lab).
     pub fn up_named(topology: &Topology) -> Result<Lab> {
         require_access()?;
+        let prefix = named_prefix();
         for host in &topology.hosts {
-            if namespace_exists(&host.name) {
+            let namespace = format!("{prefix}{}", host.name);
+            if namespace_exists(&namespace) {
                 bail!(
-                    "namespace {} already exists: the lab is up (`just lab down` removes it)",
-                    host.name
+                    "namespace {namespace} already exists: the lab is up (`just lab down` removes it)"
                 );
             }
         }
-        Lab::build(topology, "", true)
+        Lab::build(topology, &prefix, true)
     }
 
     /// The lab built by [`Lab::up_named`], if its namespaces exist; it is
     /// kept when dropped.
     pub fn attach_named(topology: &Topology) -> Option<Lab> {
-        let all_there = topology
+        let prefix = named_prefix();
+        let namespaces: Vec<(String, String)> = topology
             .hosts
             .iter()
-            .all(|host| namespace_exists(&host.name));
+            .map(|host| (host.name.clone(), format!("{prefix}{}", host.name)))
+            .collect();
+        let all_there = namespaces
+            .iter()
+            .all(|(_, namespace)| namespace_exists(namespace));
         all_there.then(|| Lab {
             topology: topology.clone(),
-            namespaces: topology
-                .hosts
-                .iter()
-                .map(|host| (host.name.clone(), host.name.clone()))
-                .collect(),
+            namespaces,
             keep: true,
         })
     }
@@ -102,10 +110,12 @@ impl Lab {
     /// there were.
     pub fn remove_named(topology: &Topology) -> Result<usize> {
         require_access()?;
+        let prefix = named_prefix();
         let mut removed = 0;
         for host in &topology.hosts {
-            if namespace_exists(&host.name) {
-                remove_namespace(&host.name)?;
+            let namespace = format!("{prefix}{}", host.name);
+            if namespace_exists(&namespace) {
+                remove_namespace(&namespace)?;
                 removed += 1;
             }
         }
@@ -336,6 +346,10 @@ pub fn loss_ruleset(interface: &str, percent: u32) -> String {
          \t}}\n\
          }}\n"
     )
+}
+
+fn named_prefix() -> String {
+    std::env::var(NAMED_PREFIX_VAR).unwrap_or_default()
 }
 
 fn require_access() -> Result<()> {
