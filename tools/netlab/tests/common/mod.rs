@@ -67,20 +67,26 @@ pub fn wait_for_state(lab: &Lab, host: &str, port: u16, state: &str) -> String {
 /// inside `host`, from /proc/net/snmp as seen from that namespace: a fresh
 /// namespace starts at zero, so this is the test's own count.
 pub fn tcp_counter(lab: &Lab, host: &str, name: &str) -> u64 {
+    snmp_counter(lab, host, "Tcp", name)
+}
+
+/// A counter of /proc/net/snmp's `protocol` lines (`Tcp`, `Udp`…) inside
+/// `host`.
+pub fn snmp_counter(lab: &Lab, host: &str, protocol: &str, name: &str) -> u64 {
     let snmp = lab
         .run(host, &["cat", "/proc/net/snmp"])
         .expect("read /proc/net/snmp");
-    let mut tcp_lines = snmp.lines().filter(|line| line.starts_with("Tcp:"));
-    let (names, values) = (tcp_lines.next(), tcp_lines.next());
-    let (Some(names), Some(values)) = (names, values) else {
-        panic!("no Tcp lines in /proc/net/snmp:\n{snmp}");
+    let prefix = format!("{protocol}:");
+    let mut lines = snmp.lines().filter(|line| line.starts_with(&prefix));
+    let (Some(names), Some(values)) = (lines.next(), lines.next()) else {
+        panic!("no {protocol} lines in /proc/net/snmp:\n{snmp}");
     };
     names
         .split_whitespace()
         .zip(values.split_whitespace())
         .find(|(key, _)| *key == name)
         .and_then(|(_, value)| value.parse().ok())
-        .unwrap_or_else(|| panic!("no Tcp counter {name} in /proc/net/snmp"))
+        .unwrap_or_else(|| panic!("no {protocol} counter {name} in /proc/net/snmp"))
 }
 
 /// Turns off delayed ACKs on both hosts' link route (`quickack 1`): every
