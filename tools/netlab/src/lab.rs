@@ -212,11 +212,14 @@ impl Lab {
         checked(output, &format!("`{}` in {host}", args.join(" ")))
     }
 
-    /// Writes sysctl `key` = `value` inside `host` (network sysctls belong
-    /// to the namespace: this changes nothing outside it).
+    /// Writes sysctl `key` = `value` (`net.ipv4.tcp_timestamps`, `0`) inside
+    /// `host`: network sysctls belong to the namespace, so this changes
+    /// nothing outside it. It writes /proc/sys/net/… from a thread inside the
+    /// host, as `sysctl -w` would, without needing that tool.
     pub fn sysctl(&self, host: &str, key: &str, value: &str) -> Result<()> {
-        self.run(host, &["sysctl", "-qw", &format!("{key}={value}")])
-            .map(drop)
+        let path = format!("/proc/sys/{}", key.replace('.', "/"));
+        self.in_host(host, || std::fs::write(&path, value))
+            .with_context(|| format!("cannot set {key} to {value:?} in {host} ({path})"))
     }
 
     /// Loads an nftables `ruleset` (`nft -f` syntax) inside `host`.
