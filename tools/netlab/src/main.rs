@@ -212,18 +212,14 @@ fn in_tmux(topology: &Topology, session: &str, panes: &[Pane]) -> Result<()> {
     tmux.env_remove("TMUX")
         .args(["-L", "netlab", "new-session", "-s", &session])
         .arg(panes[0].shell(&lab));
-    for pane in &panes[1..] {
-        tmux.args([";", "split-window", "-h"]).arg(pane.shell(&lab));
+    // Side by side; a third pane (the second echo client) goes under the
+    // second, so that no pane is narrower than half the window.
+    for (index, pane) in panes.iter().enumerate().skip(1) {
+        let split = if index == 1 { "-h" } else { "-v" };
+        tmux.args([";", "split-window", split])
+            .arg(pane.shell(&lab));
     }
-    tmux.args([
-        ";",
-        "select-layout",
-        "even-horizontal",
-        ";",
-        "select-pane",
-        "-t",
-        "0",
-    ]);
+    tmux.args([";", "select-pane", "-t", "0"]);
     let status = tmux.status().context("cannot start tmux")?;
     drop(lab);
     if !status.success() {
