@@ -120,7 +120,7 @@ fn tcp_echo_delivers_every_byte_with_retransmissions() {
         "vm1",
         "server",
         "lesson3-server",
-        &["--bind", "0.0.0.0:8890", "--quiet"],
+        &["--bind", "0.0.0.0:8890"],
     );
     server.expect_stdout_line("listening on");
     add_loss_both_ways(&lab);
@@ -143,7 +143,7 @@ fn tcp_echo_delivers_every_byte_with_retransmissions() {
         "lab-loss-tcp.txt",
         &format!(
             "# on vm1 and vm2: nft … meta protocol ip numgen random mod 100 < {LOSS} drop\n\
-         vm1: lesson3-server --bind 0.0.0.0:8890 --quiet\n\
+         vm1: lesson3-server --bind 0.0.0.0:8890\n\
          vm2: a client sends {ECHO_BYTES} bytes and reads the echo\n\
          vm2: all {ECHO_BYTES} bytes come back, in order\n\
          vm1 + vm2: TcpRetransSegs (segments sent again) is above 0, and below half of OutSegs\n"
