@@ -1,0 +1,300 @@
+//! The peer over real UDP on loopback: two peers meet, punch and chat; and,
+//! against a socket that plays the other peer exactly as the test says,
+//! probes that must be ignored, keepalives, and the report when no path
+//! answers. (Behind real NATs: tests/lab.rs.)
+// Tests may unwrap (clippy.toml), helpers too.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use assert_cmd::Command;
+use common::{PEER, PROMPT, Speaker, start_peer, start_rendezvous};
+use lesson6_udp_hole_punching::protocol::{Message, Token};
+use predicates::prelude::*;
+use testkit::Running;
+
+#[test]
+fn two_peers_meet_punch_and_chat_on_loopback() {
+    let (_server, rendezvous) = start_rendezvous(&[]);
+    let (mut alice, alice_addr) = start_peer(rendezvous, "alice", "bob", &[]);
+    alice.expect_stdout_line("waiting for bob to come to the rendezvous");
+    let (mut bob, bob_addr) = start_peer(rendezvous, "bob", "alice", &[]);
+    // No NAT on loopback: public and private endpoints are the same.
+    alice.expect_stdout_line(&format!("bob is at public {bob_addr}, private {bob_addr}"));
+    alice.expect_stdout_line(&format!(
+        "path: private {bob_addr}: talking to bob directly"
+    ));
+    bob.expect_stdout_line(&format!("path: private {alice_addr}"));
+    alice.expect_stdout(PROMPT);
+    bob.expect_stdout(PROMPT);
+
+    alice.type_line("hello bob, any spaces  and MSG words survive");
+    bob.expect_stdout_line("[from alice] hello bob, any spaces  and MSG words survive");
+    bob.type_line("hi alice");
+    alice.expect_stdout_line("[from bob] hi alice");
+    // A long line arrives whole, in one datagram.
+    let long: String = (0..60_000)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    bob.type_line(&long);
+    let line = alice.expect_stdout_line("[from bob] ");
+    assert_eq!(line.split_once("[from bob] ").unwrap().1, long);
+
+    alice.type_line("quit");
+    assert!(alice.wait_exit().success(), "{}", alice.describe());
+    bob.expect_stdout_line("alice left the chat; bye.");
+    assert!(bob.wait_exit().success(), "{}", bob.describe());
+}
+
+/// A test socket plays bob: registered at the rendezvous, it controls
+/// exactly what alice's probes meet.
+struct FakeBob {
+    socket: Speaker,
+    token: Token,
+}
+
+impl FakeBob {
+    /// Registers bob with `private` as his private endpoint and asks for
+    /// alice, who must be waiting already; returns bob and the token.
+    fn meet(rendezvous: SocketAddr, private: SocketAddr) -> FakeBob {
+        let socket = Speaker::new();
+        socket.send(
+            &Message::Register {
+                name: "bob".into(),
+                private,
+            },
+            rendezvous,
+        );
+        assert!(matches!(socket.receive().0, Message::Registered { .. }));
+        socket.send(
+            &Message::Connect {
+                name: "bob".into(),
+                peer: "alice".into(),
+            },
+            rendezvous,
+        );
+        let Message::Peer { token, .. } = socket.receive().0 else {
+            panic!("bob was not introduced");
+        };
+        FakeBob { socket, token }
+    }
+
+    fn punch(&self, from: &str, token: Token) -> Message {
+        Message::Punch {
+            from: from.into(),
+            to: "alice".into(),
+            token,
+        }
+    }
+}
+
+fn waiting_alice(rendezvous: SocketAddr, extra: &[&str]) -> (Running, SocketAddr) {
+    let (alice, addr) = start_peer(rendezvous, "alice", "bob", extra);
+    alice.expect_stdout_line("waiting for bob");
+    (alice, addr)
+}
+
+/// Both LANs may use the same addresses, so the peer's private endpoint
+/// can be one's own; and anyone may send a probe. Only the peer's probe,
+/// with the session's token, opens the chat.
+#[test]
+fn ignores_its_own_probe_and_a_strangers_probe() {
+    let (_server, rendezvous) = start_rendezvous(&[]);
+    let (alice, alice_addr) = waiting_alice(rendezvous, &[]);
+    // bob's "private endpoint" is alice's own socket.
+    let bob = FakeBob::meet(rendezvous, alice_addr);
+    alice.expect_stdout_line(&format!(
+        "our own probe came back from {alice_addr}: bob's private endpoint is our own address"
+    ));
+    // alice's probes reach bob's public endpoint, named and with the token.
+    let (probe, from) = bob.socket.receive();
+    assert_eq!(from, alice_addr);
+    assert_eq!(
+        probe,
+        Message::Punch {
+            from: "alice".into(),
+            to: "bob".into(),
+            token: bob.token
+        }
+    );
+    // A stranger with a wrong token, and one claiming to be bob.
+    let stranger = Speaker::new();
+    stranger.send(&bob.punch("mallory", bob.token), alice_addr);
+    alice.expect_stderr_line(&format!(
+        "ignored a PUNCH from {}: not from bob in this session",
+        stranger.addr()
+    ));
+    stranger.send(&bob.punch("bob", Token(bob.token.0 ^ 1)), alice_addr);
+    alice.expect_stderr_line("ignored a PUNCH");
+    stranger.send_bytes(b"\x00\x01garbage", alice_addr);
+    alice.expect_stderr_line("ignored a 9-byte datagram");
+    assert!(!alice.stdout().contains("path:"), "{}", alice.describe());
+
+    // bob's own probe: alice answers it and the public path wins.
+    bob.socket.send(&bob.punch("bob", bob.token), alice_addr);
+    alice.expect_stdout_line(&format!("path: public {}", bob.socket.addr()));
+    let (ack, _) = bob.socket.receive_skipping_probes();
+    assert_eq!(
+        ack,
+        Message::PunchAck {
+            from: "alice".into(),
+            to: "bob".into(),
+            token: bob.token
+        }
+    );
+    // In the chat, a stranger's message is dropped with a warning.
+    alice.expect_stdout(PROMPT);
+    stranger.send(
+        &Message::Chat {
+            token: bob.token,
+            text: b"let me in".to_vec(),
+        },
+        alice_addr,
+    );
+    alice.expect_stderr_line(&format!(
+        "dropped a 30-byte datagram from {}",
+        stranger.addr()
+    ));
+    bob.socket.send(
+        &Message::Chat {
+            token: bob.token,
+            text: b"caf\xE9".to_vec(),
+        },
+        alice_addr,
+    );
+    alice.expect_stdout_line("[from bob] caf\u{FFFD}");
+    assert!(!alice.stdout().contains("let me in"));
+}
+
+#[test]
+fn sends_keepalives_only_when_asked_and_idle() {
+    for (keepalive, expected) in [("150", true), ("0", false)] {
+        let (_server, rendezvous) = start_rendezvous(&[]);
+        let (alice, alice_addr) = waiting_alice(rendezvous, &["--keepalive-ms", keepalive]);
+        let bob = FakeBob::meet(rendezvous, "127.0.0.1:9".parse().unwrap());
+        // Once alice probes, she is punching and will answer bob's probe.
+        assert!(matches!(bob.socket.receive().0, Message::Punch { .. }));
+        bob.socket.send(&bob.punch("bob", bob.token), alice_addr);
+        alice.expect_stdout_line("path: public");
+        let (ack, _) = bob.socket.receive_skipping_probes();
+        assert!(matches!(ack, Message::PunchAck { .. }));
+        let heard = bob.socket.hears_anything_within(Duration::from_millis(600));
+        if expected {
+            assert_eq!(
+                heard,
+                Some(Message::Keepalive {
+                    from: "alice".into(),
+                    to: "bob".into(),
+                    token: bob.token
+                }),
+                "--keepalive-ms {keepalive}"
+            );
+        } else {
+            assert_eq!(heard, None, "--keepalive-ms 0 sends nothing");
+        }
+    }
+}
+
+/// Nobody answers the probes (on loopback: bob is a socket that stays
+/// silent). The peer gives up within its bound and says why.
+#[test]
+fn reports_a_likely_symmetric_nat_when_no_path_answers() {
+    let (_server, rendezvous) = start_rendezvous(&[]);
+    let (mut alice, _) = waiting_alice(rendezvous, &["--punch-timeout-ms", "600"]);
+    let started = Instant::now();
+    let _bob = FakeBob::meet(rendezvous, "127.0.0.1:9".parse().unwrap());
+    let status = alice.wait_exit();
+    let took = started.elapsed();
+    assert_eq!(status.code(), Some(1), "{}", alice.describe());
+    assert!(took < Duration::from_secs(3), "gave up after {took:?}");
+    let stderr = alice.stderr();
+    assert!(
+        stderr.contains("error: no answer from bob within 600 ms")
+            && stderr.contains("symmetric NAT")
+            && stderr.contains("relay"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
+
+#[test]
+fn says_when_the_rendezvous_does_not_answer() {
+    let silent = Speaker::new();
+    let rendezvous = silent.addr().to_string();
+    Command::new(testkit::bin(PEER))
+        .args(["--bind", "127.0.0.1:0", "--rendezvous", &rendezvous])
+        .args(["--name", "alice", "--peer-name", "bob", "--wait-ms", "300"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(format!(
+            "error: no answer from the rendezvous at {rendezvous}"
+        )));
+}
+
+#[test]
+fn bad_command_lines_get_one_line_errors() {
+    let usage_error = |args: &[&str], wanted: &str| {
+        Command::new(testkit::bin(PEER))
+            .args(args)
+            .assert()
+            .code(2)
+            .stderr(
+                predicate::str::contains(wanted).and(predicate::str::contains("panicked").not()),
+            );
+    };
+    usage_error(&["--name", "alice"], "--peer-name <NAME>");
+    usage_error(
+        &["--name", "al ice", "--peer-name", "bob"],
+        "' ' is not allowed in a name",
+    );
+    usage_error(
+        &["--name", &"x".repeat(33), "--peer-name", "bob"],
+        "a name has 1 to 32 characters",
+    );
+    usage_error(
+        &[
+            "--name",
+            "a",
+            "--peer-name",
+            "b",
+            "--rendezvous",
+            "localhost:1",
+        ],
+        "invalid value 'localhost:1'",
+    );
+    let runtime_error = |args: &[&str], wanted: &str| {
+        let output = Command::new(testkit::bin(PEER))
+            .args(args)
+            .write_stdin("")
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains(wanted))
+            .get_output()
+            .clone();
+        assert_eq!(String::from_utf8_lossy(&output.stderr).lines().count(), 1);
+    };
+    runtime_error(
+        &["--name", "alice", "--peer-name", "alice"],
+        "a peer cannot chat with itself",
+    );
+    runtime_error(
+        &[
+            "--name",
+            "a",
+            "--peer-name",
+            "b",
+            "--rendezvous",
+            "[::1]:55500",
+        ],
+        "must both be IPv4 or both IPv6",
+    );
+    let taken = Speaker::new();
+    let addr = taken.addr().to_string();
+    runtime_error(
+        &["--name", "a", "--peer-name", "b", "--bind", &addr],
+        &format!("cannot bind UDP socket to {addr}: EADDRINUSE"),
+    );
+}
