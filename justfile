@@ -71,3 +71,9 @@ generated:
 bench mode="full":
     cargo build -q --release -p echo-bench -p lesson4-tcp-reuseaddr
     target/release/echo-bench suite {{ if mode == "quick" { "--quick" } else { "" } }}
+
+# ---- the network lab ----
+
+# The network lab (root): `just lab up`/`down` builds/removes vm1 and vm2; `just lab chat 1|2|5`, `just lab echo 3|4|5` run a lesson between them in tmux.
+lab *args:
+    @cargo run -q -p netlab --bin lab -- "$@"

@@ -1,0 +1,223 @@
+//! `lab`: the first post's two machines on this one, for `just lab`.
+//!
+//! `lab up` builds `vm1` (192.168.126.129) and `vm2` (192.168.126.128) as
+//! network namespaces on one link; `lab down` removes them. `lab chat N`
+//! runs lesson N's two chat peers in tmux, peer A in vm1 and peer B in vm2,
+//! with the post's addresses and ports; `lab echo N` runs lesson N's echo
+//! server in vm1 and two clients in vm2. Any shell can join a host by hand:
+//! `sudo ip netns exec vm1 bash`.
+
+use std::path::Path;
+use std::process::{Command, ExitCode};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use netlab::{Access, ECHO_PORT, Lab, PORT_A, PORT_B, Topology, VM1, VM2, access};
+
+/// The network lab: the post's VM1 and VM2 as network namespaces.
+#[derive(Parser, Debug)]
+#[command(name = "lab", version)]
+struct Args {
+    #[command(subcommand)]
+    command: Action,
+}
+
+#[derive(Subcommand, Debug)]
+enum Action {
+    /// Build vm1 and vm2 (it stays up until `lab down`).
+    Up,
+    /// Remove vm1 and vm2, and whatever runs inside them.
+    Down,
+    /// Show the hosts, their addresses and what runs inside them.
+    Status,
+    /// Lesson 1, 2 or 5's chat: peer A in vm1, peer B in vm2, in tmux.
+    Chat {
+        #[arg(value_parser = ["1", "2", "5"])]
+        lesson: String,
+    },
+    /// Lesson 3, 4 or 5's echo server in vm1 and two clients in vm2, in tmux.
+    Echo {
+        #[arg(value_parser = ["3", "4", "5"])]
+        lesson: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(args.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("lab: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(action: Action) -> Result<()> {
+    match access() {
+        Ok(Access::Root) => {}
+        Ok(Access::UserNamespace) => bail!(
+            "the lab's hosts must outlive this command, which needs root: run `sudo -E just lab …` \
+             (without root, the lab's tests still run, each inside a user namespace of its own)"
+        ),
+        Err(reason) => bail!("{reason}"),
+    }
+    let topology = Topology::two_vms();
+    match action {
+        Action::Up => {
+            if Lab::attach_named(&topology).is_some() {
+                println!("the lab is already up: vm1 {VM1}, vm2 {VM2}");
+                return Ok(());
+            }
+            Lab::up_named(&topology)?;
+            println!("the lab is up: vm1 {VM1} and vm2 {VM2} on one link, MTU 1500");
+            println!("enter a host with `sudo ip netns exec vm1 bash`; `just lab down` removes it");
+            Ok(())
+        }
+        Action::Down => {
+            let removed = Lab::remove_named(&topology)?;
+            if removed == 0 {
+                println!("the lab was not up");
+            } else {
+                println!("the lab is down ({removed} hosts removed)");
+            }
+            Ok(())
+        }
+        Action::Status => status(&topology),
+        Action::Chat { lesson } => {
+            let bin = match lesson.as_str() {
+                "1" => "lesson1-udp-alternating",
+                "2" => "lesson2-udp-threaded",
+                _ => "lesson5-chat",
+            };
+            let bin = binary(bin)?;
+            let a = format!("{VM1}:{PORT_A}");
+            let b = format!("{VM2}:{PORT_B}");
+            let panes = [
+                pane("vm1", &bin, &["--bind", &a, "--peer", &b]),
+                pane("vm2", &bin, &["--bind", &b, "--peer", &a]),
+            ];
+            in_tmux(&topology, &format!("chat{lesson}"), &panes)
+        }
+        Action::Echo { lesson } => {
+            let (server, client) = match lesson.as_str() {
+                "3" => ("lesson3-server", "lesson3-client"),
+                "4" => ("lesson4-server", "lesson3-client"),
+                _ => ("lesson5-server", "lesson5-client"),
+            };
+            let (server, client) = (binary(server)?, binary(client)?);
+            // The post's server binds INADDR_ANY: every address of vm1.
+            let bind = format!("0.0.0.0:{ECHO_PORT}");
+            let target = format!("{VM1}:{ECHO_PORT}");
+            let client_pane = pane("vm2", &client, &["--server", &target]);
+            let panes = [
+                pane("vm1", &server, &["--bind", &bind]),
+                client_pane.clone(),
+                client_pane,
+            ];
+            in_tmux(&topology, &format!("echo{lesson}"), &panes)
+        }
+    }
+}
+
+/// Builds `name` (a workspace binary) if it is stale; its path.
+fn binary(name: &str) -> Result<String> {
+    let path = workspace_bin::path(name, workspace_bin::Profile::Debug)
+        .with_context(|| format!("cannot build {name}"))?;
+    Ok(path.display().to_string())
+}
+
+/// A tmux pane's shell command: `program args` inside `host`; once it ends
+/// the pane waits for Enter, so its last lines stay readable.
+fn pane(host: &str, program: &str, args: &[&str]) -> String {
+    let words: Vec<String> = ["ip", "netns", "exec", host, program]
+        .iter()
+        .chain(args)
+        .map(|word| shell_quote(word))
+        .collect();
+    format!(
+        "echo '[{host}]' {}; {}; printf '\\n[ended: press Enter to close this pane] '; read -r _",
+        words[4..].join(" "),
+        words.join(" ")
+    )
+}
+
+fn shell_quote(word: &str) -> String {
+    if word
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "/.:_-=".contains(c))
+    {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+/// Runs `panes` side by side in a tmux session of its own, building the lab
+/// first if it is not up. Without tmux or a terminal, prints the commands.
+fn in_tmux(topology: &Topology, session: &str, panes: &[String]) -> Result<()> {
+    let lab = match Lab::attach_named(topology) {
+        Some(lab) => lab,
+        None => {
+            let lab = Lab::up_named(topology)?;
+            println!("the lab is up: vm1 {VM1}, vm2 {VM2} (`just lab down` removes it)");
+            lab
+        }
+    };
+    let terminal = nix::unistd::isatty(std::io::stdin()).unwrap_or(false)
+        && nix::unistd::isatty(std::io::stdout()).unwrap_or(false);
+    let have_tmux = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .any(|dir| Path::new(&dir).join("tmux").is_file());
+    if !terminal || !have_tmux {
+        println!("run each of these in a terminal of its own (as root):");
+        for pane in panes {
+            println!("  {}", pane.split("; ").nth(1).unwrap_or(pane));
+        }
+        return Ok(());
+    }
+    // A tmux server of the lab's own (-L), so that this works from inside
+    // another tmux session too.
+    let session = format!("lab-{session}-{}", std::process::id());
+    let mut tmux = Command::new("tmux");
+    tmux.env_remove("TMUX")
+        .args(["-L", "netlab", "new-session", "-s", &session, &panes[0]]);
+    for pane in &panes[1..] {
+        tmux.args([";", "split-window", "-h", pane]);
+    }
+    tmux.args([
+        ";",
+        "select-layout",
+        "even-horizontal",
+        ";",
+        "select-pane",
+        "-t",
+        "0",
+    ]);
+    let status = tmux.status().context("cannot start tmux")?;
+    drop(lab);
+    if !status.success() {
+        bail!("tmux failed ({status})");
+    }
+    Ok(())
+}
+
+/// Prints each host's addresses and the processes inside it.
+fn status(topology: &Topology) -> Result<()> {
+    let Some(lab) = Lab::attach_named(topology) else {
+        println!("the lab is not up (`just lab up` builds it)");
+        return Ok(());
+    };
+    for host in &topology.hosts {
+        let addresses = lab.run(&host.name, &["ip", "-br", "-4", "addr"])?;
+        println!("{}:", host.name);
+        for line in addresses.lines() {
+            println!("  {line}");
+        }
+        let pids = lab.pids(&host.name);
+        if !pids.is_empty() {
+            let list: Vec<String> = pids.iter().map(|pid| pid.to_string()).collect();
+            println!("  processes: {}", list.join(" "));
+        }
+    }
+    Ok(())
+}
