@@ -97,17 +97,24 @@ fn waiting_alice(rendezvous: SocketAddr, extra: &[&str]) -> (Running, SocketAddr
     (alice, addr)
 }
 
-/// Both LANs may use the same addresses, so the peer's private endpoint
-/// can be one's own; and anyone may send a probe. Only the peer's probe,
-/// with the session's token, opens the chat.
+/// Both homes may use the same addresses, so the peer's private endpoint
+/// can be one's own, or another address of this host; and anyone may send
+/// a probe. Only the peer's probe, with the session's token, opens the chat.
 #[test]
 fn ignores_its_own_probe_and_a_strangers_probe() {
     let (_server, rendezvous) = start_rendezvous(&[]);
-    let (alice, alice_addr) = waiting_alice(rendezvous, &[]);
-    // bob's "private endpoint" is alice's own socket.
-    let bob = FakeBob::meet(rendezvous, alice_addr);
+    // Bound to every address: alice's socket also receives what is sent
+    // to 127.0.0.2, which bob reports as his private endpoint.
+    let (alice, alice_addr) = waiting_alice(rendezvous, &["--bind", "0.0.0.0:0"]);
+    let alice_addr = SocketAddr::new(testkit::LOCALHOST, alice_addr.port());
+    let bob = FakeBob::meet(
+        rendezvous,
+        SocketAddr::new([127, 0, 0, 2].into(), alice_addr.port()),
+    );
+    // Sent to 127.0.0.2, it comes back from 127.0.0.1: the kernel picks
+    // the source address; the name and token in it say whose it is.
     alice.expect_stdout_line(&format!(
-        "our own probe came back from {alice_addr}: bob's private endpoint is our own address"
+        "ignored our own probe, back from {alice_addr}: bob's private endpoint is an address of this host"
     ));
     // alice's probes reach bob's public endpoint, named and with the token.
     let (probe, from) = bob.socket.receive();
@@ -167,6 +174,26 @@ fn ignores_its_own_probe_and_a_strangers_probe() {
     );
     alice.expect_stdout_line("[from bob] caf\u{FFFD}");
     assert!(!alice.stdout().contains("let me in"));
+}
+
+/// A private endpoint equal to our own is not probed: it is ourselves.
+#[test]
+fn does_not_probe_a_private_endpoint_equal_to_its_own() {
+    let (_server, rendezvous) = start_rendezvous(&[]);
+    let (alice, alice_addr) = waiting_alice(rendezvous, &[]);
+    let bob = FakeBob::meet(rendezvous, alice_addr);
+    alice.expect_stdout_line(&format!(
+        "probing bob at {} (public); its private endpoint {alice_addr} is our own",
+        bob.socket.addr()
+    ));
+    bob.socket.receive();
+    bob.socket.send(&bob.punch("bob", bob.token), alice_addr);
+    alice.expect_stdout_line("path: public");
+    assert!(
+        !alice.stdout().contains("our own probe"),
+        "{}",
+        alice.describe()
+    );
 }
 
 #[test]

@@ -139,7 +139,7 @@ fn run(args: &Args) -> Result<()> {
     println!("private endpoint: {private}");
 
     let peer = meet(&fd, args, private)?;
-    let path = punch(&fd, args, &peer)?;
+    let path = punch(&fd, args, &peer, private)?;
     chat(&fd, args, &peer, path)
 }
 
@@ -184,18 +184,21 @@ fn meet(fd: &OwnedFd, args: &Args, private: SocketAddr) -> Result<PeerInfo> {
     loop {
         let now = Instant::now();
         if now >= next_send {
-            // Both requests every time: either may be lost, and repeating
-            // them refreshes the registration and our NAT's mapping.
-            let register = Message::Register {
-                name: args.name.clone(),
-                private,
+            // First REGISTER, until the rendezvous confirms it; then
+            // CONNECT, which also refreshes the registration. Each is
+            // repeated: UDP may lose a request or its answer.
+            let request = if registered {
+                Message::Connect {
+                    name: args.name.clone(),
+                    peer: args.peer_name.clone(),
+                }
+            } else {
+                Message::Register {
+                    name: args.name.clone(),
+                    private,
+                }
             };
-            let connect = Message::Connect {
-                name: args.name.clone(),
-                peer: args.peer_name.clone(),
-            };
-            send(fd, &register, args.rendezvous);
-            send(fd, &connect, args.rendezvous);
+            send(fd, &request, args.rendezvous);
             next_send = now + if waiting { REFRESH } else { RETRY };
         }
         let silent_for = now - last_heard;
@@ -227,6 +230,7 @@ fn meet(fd: &OwnedFd, args: &Args, private: SocketAddr) -> Result<PeerInfo> {
         match protocol::parse(&buffer[..len]) {
             Ok(Message::Registered { public, .. }) if !registered => {
                 registered = true;
+                next_send = Instant::now();
                 println!(
                     "registered as {} at {}; it sees us at {public} (our public endpoint)",
                     args.name, args.rendezvous
@@ -270,14 +274,26 @@ fn meet(fd: &OwnedFd, args: &Args, private: SocketAddr) -> Result<PeerInfo> {
 /// Phase 2: probes the peer's public and private endpoints until a probe
 /// or an answer with the session's token arrives; returns where it came
 /// from: the path that works.
-fn punch(fd: &OwnedFd, args: &Args, peer: &PeerInfo) -> Result<SocketAddr> {
-    println!(
-        "probing {} at {} (public) and {} (private)",
-        peer.name, peer.public, peer.private
-    );
+fn punch(fd: &OwnedFd, args: &Args, peer: &PeerInfo, own: SocketAddr) -> Result<SocketAddr> {
     let mut endpoints = vec![peer.public];
-    if peer.private != peer.public {
+    if peer.private == own {
+        // Both homes may use the same private range, even the same
+        // address: a probe to that endpoint would only reach ourselves.
+        println!(
+            "probing {} at {} (public); its private endpoint {} is our own (same private addresses at both ends)",
+            peer.name, peer.public, peer.private
+        );
+    } else if peer.private == peer.public {
+        println!(
+            "probing {} at {} (public and private: no NAT between)",
+            peer.name, peer.public
+        );
+    } else {
         endpoints.push(peer.private);
+        println!(
+            "probing {} at {} (public) and {} (private)",
+            peer.name, peer.public, peer.private
+        );
     }
     let start = Instant::now();
     let give_up = start + Duration::from_millis(args.punch_timeout_ms);
@@ -335,16 +351,16 @@ fn punch(fd: &OwnedFd, args: &Args, peer: &PeerInfo) -> Result<SocketAddr> {
             }) if who == peer.name && to == args.name && token == peer.token => {
                 return Ok(report_path(peer, from));
             }
-            // Both LANs may use the same addresses: the peer's private
-            // endpoint can be our own, and then our probe comes back to us.
+            // Our own probe, back to us: the peer's private endpoint is
+            // another of our own addresses (the same range at both ends).
             Ok(Message::Punch {
                 from: who, token, ..
             }) if who == args.name && token == peer.token => {
                 if !own_probe_seen {
                     own_probe_seen = true;
                     println!(
-                        "our own probe came back from {from}: {}'s private endpoint is our own address (same private range), not {}",
-                        peer.name, peer.name
+                        "ignored our own probe, back from {from}: {}'s private endpoint is an address of this host",
+                        peer.name
                     );
                 }
             }

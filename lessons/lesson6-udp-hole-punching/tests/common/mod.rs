@@ -33,16 +33,18 @@ pub fn start_peer(
     extra: &[&str],
 ) -> (Running, SocketAddr) {
     let rendezvous = rendezvous.to_string();
-    let mut args = vec![
-        "--bind",
-        "127.0.0.1:0",
+    let mut args = vec![];
+    if !extra.contains(&"--bind") {
+        args.extend(["--bind", "127.0.0.1:0"]);
+    }
+    args.extend([
         "--rendezvous",
         &rendezvous,
         "--name",
         name,
         "--peer-name",
         peer,
-    ];
+    ]);
     args.extend_from_slice(extra);
     let running = Running::start(name, command(PEER, &args));
     let line = running.expect_stdout_line("bound to ");
