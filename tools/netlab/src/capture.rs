@@ -15,6 +15,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+
+use crate::topology::EPHEMERAL_PORTS;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
@@ -74,7 +76,17 @@ impl Capture {
         thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                out.lock().entries.push(line);
+                let mut lines = out.lock();
+                // With -v a packet takes several lines; the others start
+                // with blanks. One packet, one entry.
+                match lines.entries.last_mut() {
+                    Some(last) if line.starts_with([' ', '\t']) && !last.starts_with("# ") => {
+                        last.push(' ');
+                        last.push_str(line.trim());
+                    }
+                    _ => lines.entries.push(line),
+                }
+                drop(lines);
                 out.changed.notify_all();
             }
             out.lock().stdout_closed = true;
@@ -107,12 +119,13 @@ impl Capture {
         self.wait_until(
             |lines| {
                 let start = lines.seen;
-                if let Some(at) = lines.entries[start..]
+                let normalized = normalize_lines(&lines.entries);
+                if let Some(at) = normalized[start..]
                     .iter()
                     .position(|line| !line.starts_with("# ") && line.contains(needle))
                 {
                     lines.seen = start + at + 1;
-                    found = Some(lines.entries[start + at].clone());
+                    found = Some(normalized[start + at].clone());
                     return true;
                 }
                 false
@@ -143,18 +156,32 @@ impl Capture {
         self.shared.lock().entries.push(format!("# {text}"));
     }
 
-    /// The packet lines and notes so far.
+    /// The packet lines (normalized, see [`normalize`]) and notes so far.
     pub fn lines(&self) -> Vec<String> {
-        self.shared.lock().entries.clone()
+        normalize_lines(&self.shared.lock().entries)
     }
 
-    /// Stops tcpdump and returns every packet line and note.
+    /// Stops tcpdump and returns every packet line (normalized) and note.
     pub fn finish(mut self) -> Result<Vec<String>> {
         // `ip netns exec` replaced itself with tcpdump: same pid. SIGINT
         // makes tcpdump flush its output and exit.
         let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGINT);
         self.wait_until(|lines| lines.stdout_closed, "to stop")?;
         let _ = self.child.wait();
+        // A capture that missed packets would show the book a wire that
+        // never was.
+        self.wait_until(
+            |lines| lines.stderr.contains("dropped by kernel"),
+            "to report",
+        )?;
+        let stderr = self.shared.lock().stderr.clone();
+        let dropped = stderr
+            .lines()
+            .find_map(|line| line.strip_suffix(" packets dropped by kernel"))
+            .and_then(|count| count.trim().parse::<u64>().ok());
+        if dropped != Some(0) {
+            bail!("{} lost packets: {}", self.name, stderr.trim());
+        }
         Ok(self.lines())
     }
 
@@ -166,7 +193,7 @@ impl Capture {
                 return Ok(());
             }
             let now = Instant::now();
-            if now >= deadline || (lines.stdout_closed && !what.starts_with("to stop")) {
+            if now >= deadline || (lines.stdout_closed && what.starts_with("to show")) {
                 bail!(
                     "{} did not wait {what} within {CAPTURE_DEADLINE:?}\n--- printed:\n{}\n--- stderr:\n{}",
                     self.name,
@@ -193,23 +220,43 @@ impl Drop for Capture {
 
 /// Renders captured lines so the text is the same on every run:
 ///
-/// - a TCP SYN's sequence number (the side's random initial sequence
-///   number, ISN) becomes 0, and the ack of the SYN-ACK 1, as tcpdump
-///   already shows all later numbers relative to the ISN;
-/// - every port not in `fixed_ports` (a client's ephemeral port, picked at
-///   random) becomes 50001, 50002… in order of appearance;
+/// - TCP sequence and acknowledgement numbers become relative to each
+///   side's initial sequence number (ISN, random by design), which its SYN
+///   carries: the SYN is `seq 0`, the first data byte 1;
+/// - every port in [`EPHEMERAL_PORTS`] (one the kernel picked at random for
+///   a client) becomes 50001, 50002… in order of appearance;
 /// - every IP identification (`id N`, with `-v`) becomes 1, 2… in order of
 ///   appearance, so the fragments of one datagram still share theirs.
-pub fn normalize(lines: &[String], fixed_ports: &[u16]) -> String {
+///
+/// Notes (lines starting with `# `) are left alone. Returns one line per
+/// entry, each ending in a newline.
+pub fn normalize(lines: &[String]) -> String {
+    normalize_lines(lines)
+        .into_iter()
+        .map(|line| line + "\n")
+        .collect()
+}
+
+fn normalize_lines(lines: &[String]) -> Vec<String> {
     let mut ports: HashMap<String, String> = HashMap::new();
     let mut ids: HashMap<String, String> = HashMap::new();
-    let mut text = String::new();
+    let mut out = Vec::with_capacity(lines.len());
+    // Each endpoint's initial sequence number, from its SYN.
+    let mut isns: HashMap<String, u32> = HashMap::new();
     for line in lines {
         let mut line = line.clone();
-        if line.contains("Flags [S]") || line.contains("Flags [S.]") {
-            line = replace_number_after(&line, "seq ", |_| "0".into());
-            if line.contains("Flags [S.]") {
-                line = replace_number_after(&line, "ack ", |_| "1".into());
+        if let Some((src, dst)) = tcp_endpoints(&line) {
+            if line.contains("Flags [S")
+                && let Some(isn) = number_after(&line, "seq ")
+            {
+                isns.insert(src.clone(), isn);
+            }
+            if let Some(&isn) = isns.get(&src) {
+                line = replace_number_after(&line, "seq ", |n| relative(n, isn));
+                line = replace_number_after(&line, ":", |n| relative(n, isn));
+            }
+            if let Some(&isn) = isns.get(&dst) {
+                line = replace_number_after(&line, "ack ", |n| relative(n, isn));
             }
         }
         if !line.starts_with("# ") {
@@ -217,12 +264,37 @@ pub fn normalize(lines: &[String], fixed_ports: &[u16]) -> String {
                 let next = (ids.len() + 1).to_string();
                 ids.entry(id.to_owned()).or_insert(next).clone()
             });
-            line = renumber_ports(&line, fixed_ports, &mut ports);
+            line = renumber_ports(&line, &mut ports);
         }
-        text.push_str(&line);
-        text.push('\n');
+        out.push(line);
     }
-    text
+    out
+}
+
+/// The source and destination (`a.b.c.d.port`) of a TCP line of tcpdump.
+fn tcp_endpoints(line: &str) -> Option<(String, String)> {
+    if !line.contains(" Flags [") {
+        return None;
+    }
+    let mut words = line.split(' ');
+    let src = words.find(|word| word.matches('.').count() == 4)?;
+    let dst = words.nth(1)?.trim_end_matches(':');
+    Some((src.to_owned(), dst.to_owned()))
+}
+
+fn number_after(line: &str, label: &str) -> Option<u32> {
+    let at = line.find(label)? + label.len();
+    let digits: String = line[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
+}
+
+/// `n - isn` in sequence space (which wraps at 2^32).
+fn relative(n: &str, isn: u32) -> String {
+    n.parse::<u32>()
+        .map_or_else(|_| n.to_owned(), |n| n.wrapping_sub(isn).to_string())
 }
 
 /// `line` with the decimal number after each `label` replaced by `with(n)`.
@@ -242,8 +314,8 @@ fn replace_number_after(line: &str, label: &str, mut with: impl FnMut(&str) -> S
     out
 }
 
-/// Replaces the port of each `a.b.c.d.PORT` word not in `fixed`.
-fn renumber_ports(line: &str, fixed: &[u16], ports: &mut HashMap<String, String>) -> String {
+/// Replaces the port of each `a.b.c.d.PORT` word in [`EPHEMERAL_PORTS`].
+fn renumber_ports(line: &str, ports: &mut HashMap<String, String>) -> String {
     line.split(' ')
         .map(|word| {
             let bare = word.trim_end_matches([':', ',']);
@@ -256,7 +328,10 @@ fn renumber_ports(line: &str, fixed: &[u16], ports: &mut HashMap<String, String>
                 return word.to_owned();
             }
             let port = parts[4];
-            if port.parse::<u16>().is_ok_and(|p| fixed.contains(&p)) {
+            if !port
+                .parse::<u16>()
+                .is_ok_and(|p| EPHEMERAL_PORTS.contains(&p))
+            {
                 return word.to_owned();
             }
             let next = (50001 + ports.len()).to_string();
@@ -276,15 +351,17 @@ mod tests {
         let lines = [
             "IP 192.168.126.128.43210 > 192.168.126.129.8890: Flags [S], seq 3735928559, win 64240, length 0",
             "IP 192.168.126.129.8890 > 192.168.126.128.43210: Flags [S.], seq 123, ack 3735928560, win 65160, length 0",
+            "IP 192.168.126.128.43210 > 192.168.126.129.8890: Flags [P.], seq 3735928560:3735928566, ack 124, win 502, length 0",
             "IP (tos 0x0, ttl 64, id 4711, offset 0, flags [+], proto UDP (17), length 1500)",
             "IP (tos 0x0, ttl 64, id 4711, offset 1480, flags [+], proto UDP (17), length 1500)",
             "# ss: TIME-WAIT 192.168.126.128.43210",
         ]
         .map(String::from);
         assert_eq!(
-            normalize(&lines, &[8890]),
+            normalize(&lines),
             "IP 192.168.126.128.50001 > 192.168.126.129.8890: Flags [S], seq 0, win 64240, length 0\n\
              IP 192.168.126.129.8890 > 192.168.126.128.50001: Flags [S.], seq 0, ack 1, win 65160, length 0\n\
+             IP 192.168.126.128.50001 > 192.168.126.129.8890: Flags [P.], seq 1:7, ack 1, win 502, length 0\n\
              IP (tos 0x0, ttl 64, id 1, offset 0, flags [+], proto UDP (17), length 1500)\n\
              IP (tos 0x0, ttl 64, id 1, offset 1480, flags [+], proto UDP (17), length 1500)\n\
              # ss: TIME-WAIT 192.168.126.128.43210\n"

@@ -28,6 +28,10 @@ const NETNS_DIR: &str = "/run/netns";
 /// counter: `nl-4242-3-vm1`.
 const TEST_PREFIX: &str = "nl-";
 
+/// The environment variable whose value [`Lab::up_named`] puts in front of
+/// its namespaces' names.
+pub const NAMED_PREFIX_VAR: &str = "NETLAB_PREFIX";
+
 /// Numbers the labs of one process, so each gets its own names.
 static NEXT_LAB: AtomicU32 = AtomicU32::new(0);
 
@@ -67,33 +71,37 @@ impl Lab {
     /// Builds `topology` with the hosts' own names as namespace names
     /// (`vm1`), to be used by hand: `ip netns exec vm1 bash`. The lab stays
     /// up after this process ends; [`Lab::remove_named`] takes it down.
+    /// With [`NAMED_PREFIX_VAR`] set, its value goes in front of every name
+    /// (the tests of `lab up` use it, so as not to touch a learner's lab).
     pub fn up_named(topology: &Topology) -> Result<Lab> {
         require_access()?;
+        let prefix = named_prefix();
         for host in &topology.hosts {
-            if namespace_exists(&host.name) {
+            let namespace = format!("{prefix}{}", host.name);
+            if namespace_exists(&namespace) {
                 bail!(
-                    "namespace {} already exists: the lab is up (`just lab down` removes it)",
-                    host.name
+                    "namespace {namespace} already exists: the lab is up (`just lab down` removes it)"
                 );
             }
         }
-        Lab::build(topology, "", true)
+        Lab::build(topology, &prefix, true)
     }
 
     /// The lab built by [`Lab::up_named`], if its namespaces exist; it is
     /// kept when dropped.
     pub fn attach_named(topology: &Topology) -> Option<Lab> {
-        let all_there = topology
+        let prefix = named_prefix();
+        let namespaces: Vec<(String, String)> = topology
             .hosts
             .iter()
-            .all(|host| namespace_exists(&host.name));
+            .map(|host| (host.name.clone(), format!("{prefix}{}", host.name)))
+            .collect();
+        let all_there = namespaces
+            .iter()
+            .all(|(_, namespace)| namespace_exists(namespace));
         all_there.then(|| Lab {
             topology: topology.clone(),
-            namespaces: topology
-                .hosts
-                .iter()
-                .map(|host| (host.name.clone(), host.name.clone()))
-                .collect(),
+            namespaces,
             keep: true,
         })
     }
@@ -102,10 +110,12 @@ impl Lab {
     /// there were.
     pub fn remove_named(topology: &Topology) -> Result<usize> {
         require_access()?;
+        let prefix = named_prefix();
         let mut removed = 0;
         for host in &topology.hosts {
-            if namespace_exists(&host.name) {
-                remove_namespace(&host.name)?;
+            let namespace = format!("{prefix}{}", host.name);
+            if namespace_exists(&namespace) {
+                remove_namespace(&namespace)?;
                 removed += 1;
             }
         }
@@ -209,11 +219,14 @@ impl Lab {
         checked(output, &format!("`{}` in {host}", args.join(" ")))
     }
 
-    /// Writes sysctl `key` = `value` inside `host` (network sysctls belong
-    /// to the namespace: this changes nothing outside it).
+    /// Writes sysctl `key` = `value` (`net.ipv4.tcp_timestamps`, `0`) inside
+    /// `host`: network sysctls belong to the namespace, so this changes
+    /// nothing outside it. It writes /proc/sys/net/… from a thread inside the
+    /// host, as `sysctl -w` would, without needing that tool.
     pub fn sysctl(&self, host: &str, key: &str, value: &str) -> Result<()> {
-        self.run(host, &["sysctl", "-qw", &format!("{key}={value}")])
-            .map(drop)
+        let path = format!("/proc/sys/{}", key.replace('.', "/"));
+        self.in_host(host, || std::fs::write(&path, value))
+            .with_context(|| format!("cannot set {key} to {value:?} in {host} ({path})"))
     }
 
     /// Loads an nftables `ruleset` (`nft -f` syntax) inside `host`.
@@ -237,12 +250,21 @@ impl Lab {
         checked(output, &format!("nft in {host}")).map(drop)
     }
 
-    /// Drops `percent` % of the packets arriving at `host` on `interface`,
-    /// chosen at random by nftables (`numgen random mod 100 < N drop`) at
-    /// the interface's ingress hook: before the IP layer, so it works for a
-    /// router as for an end host. Call it on both ends for loss both ways.
+    /// Drops `percent` % of the IPv4 packets arriving at `host` on
+    /// `interface`, chosen at random by nftables (`numgen random mod 100 < N
+    /// drop`) at the interface's ingress hook: before the IP layer, so it
+    /// works for a router as for an end host. ARP is spared, so the hosts
+    /// still find each other's MAC address. Call it on both ends for loss
+    /// both ways; [`Lab::remove_loss`] takes it away.
     pub fn add_loss(&self, host: &str, interface: &str, percent: u32) -> Result<()> {
         self.nft(host, &loss_ruleset(interface, percent))
+    }
+
+    /// Removes the rule of [`Lab::add_loss`].
+    pub fn remove_loss(&self, host: &str, interface: &str) -> Result<()> {
+        let table = format!("netlab_loss_{interface}");
+        self.run(host, &["nft", "delete", "table", "netdev", &table])
+            .map(drop)
     }
 
     /// Runs `body` on a thread that has entered `host`'s network namespace:
@@ -276,10 +298,17 @@ impl Lab {
         filter: &str,
     ) -> Result<Capture> {
         let mut command = self.command(host, "tcpdump");
-        // -n: numbers, not names; -t: no times (they change every run); -l
-        // and --immediate-mode: each packet printed as soon as it is seen.
+        // -n: numbers, not names; -t: no times (they change every run); -S:
+        // absolute sequence numbers, which `normalize` makes relative (tcpdump
+        // leaves some absolute, such as a bare RST's); -l and
+        // --immediate-mode: each packet printed as soon as it is seen. In
+        // immediate mode each packet takes a frame of the snapshot length in
+        // the capture buffer: 2048 bytes hold any packet at MTU 1500, and 8
+        // MiB hold thousands of them, where the defaults (256 KiB packets, 2
+        // MiB) would hold 8 and drop a burst of fragments.
+        #[rustfmt::skip]
         command
-            .args(["-i", interface, "-n", "-t", "-l", "--immediate-mode"])
+            .args(["-i", interface, "-n", "-t", "-S", "-l", "--immediate-mode", "-s", "2048", "-B", "8192"])
             .args(extra)
             .args(filter.split_whitespace());
         Capture::start(command, &format!("tcpdump on {host} {interface}"))
@@ -323,10 +352,14 @@ pub fn loss_ruleset(interface: &str, percent: u32) -> String {
         "table netdev netlab_loss_{interface} {{\n\
          \tchain ingress {{\n\
          \t\ttype filter hook ingress device \"{interface}\" priority 0; policy accept;\n\
-         \t\tnumgen random mod 100 < {percent} drop\n\
+         \t\tmeta protocol ip numgen random mod 100 < {percent} drop\n\
          \t}}\n\
          }}\n"
     )
+}
+
+fn named_prefix() -> String {
+    std::env::var(NAMED_PREFIX_VAR).unwrap_or_default()
 }
 
 fn require_access() -> Result<()> {

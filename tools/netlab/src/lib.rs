@@ -42,7 +42,7 @@ mod topology;
 
 pub use access::{Access, IN_USERNS, access};
 pub use capture::{CAPTURE_DEADLINE, Capture, normalize};
-pub use lab::{Lab, loss_ruleset};
+pub use lab::{Lab, NAMED_PREFIX_VAR, loss_ruleset};
 pub use topology::{
     DEFAULT_SYSCTLS, ECHO_PORT, End, Host, Link, PORT_A, PORT_B, Topology, VM1, VM2,
 };

@@ -70,8 +70,8 @@ fn run(action: Action) -> Result<()> {
     match access() {
         Ok(Access::Root) => {}
         Ok(Access::UserNamespace) => bail!(
-            "the lab's hosts must outlive this command, which needs root: run `sudo -E just lab …` \
-             (without root, the lab's tests still run, each inside a user namespace of its own)"
+            "the lab needs root: run `sudo -E env \"PATH=$PATH\" just lab …` (without root, the \
+             lab's tests still run, each inside a user namespace of its own)"
         ),
         Err(reason) => bail!("{reason}"),
     }
@@ -110,8 +110,8 @@ fn run(action: Action) -> Result<()> {
             let a = format!("{VM1}:{PORT_A}");
             let b = format!("{VM2}:{PORT_B}");
             let panes = [
-                pane("vm1", &bin, &["--bind", &a, "--peer", &b]),
-                pane("vm2", &bin, &["--bind", &b, "--peer", &a]),
+                Pane::new("vm1", &bin, &["--bind", &a, "--peer", &b]),
+                Pane::new("vm2", &bin, &["--bind", &b, "--peer", &a]),
             ];
             in_tmux(&topology, &format!("chat{lesson}"), &panes)
         }
@@ -125,9 +125,9 @@ fn run(action: Action) -> Result<()> {
             // The post's server binds INADDR_ANY: every address of vm1.
             let bind = format!("0.0.0.0:{ECHO_PORT}");
             let target = format!("{VM1}:{ECHO_PORT}");
-            let client_pane = pane("vm2", &client, &["--server", &target]);
+            let client_pane = Pane::new("vm2", &client, &["--server", &target]);
             let panes = [
-                pane("vm1", &server, &["--bind", &bind]),
+                Pane::new("vm1", &server, &["--bind", &bind]),
                 client_pane.clone(),
                 client_pane,
             ];
@@ -196,24 +196,54 @@ fn p2p(down: bool, symmetric: bool) -> Result<()> {
 
 /// Builds `name` (a workspace binary) if it is stale; its path.
 fn binary(name: &str) -> Result<String> {
-    let path = workspace_bin::path(name, workspace_bin::Profile::Debug)
-        .with_context(|| format!("cannot build {name}"))?;
+    let path = workspace_bin::path(name, workspace_bin::Profile::Debug).map_err(|err| {
+        // Cargo's own report is many lines; its `error:` line says it all.
+        let report = format!("{err:#}");
+        let reason = report
+            .lines()
+            .find_map(|line| line.trim().strip_prefix("error: "))
+            .unwrap_or(report.lines().next().unwrap_or_default())
+            .to_owned();
+        anyhow::anyhow!("cannot build {name}: {reason}")
+    })?;
     Ok(path.display().to_string())
 }
 
-/// A tmux pane's shell command: `program args` inside `host`; once it ends
-/// the pane waits for Enter, so its last lines stay readable.
-fn pane(host: &str, program: &str, args: &[&str]) -> String {
-    let words: Vec<String> = ["ip", "netns", "exec", host, program]
-        .iter()
-        .chain(args)
-        .map(|word| shell_quote(word))
-        .collect();
-    format!(
-        "echo '[{host}]' {}; {}; printf '\\n[ended: press Enter to close this pane] '; read -r _",
-        words[4..].join(" "),
-        words.join(" ")
-    )
+/// A program to run in a host, in a tmux pane of its own.
+#[derive(Clone, Debug)]
+struct Pane {
+    host: &'static str,
+    words: Vec<String>,
+}
+
+impl Pane {
+    fn new(host: &'static str, program: &str, args: &[&str]) -> Pane {
+        let words = std::iter::once(program)
+            .chain(args.iter().copied())
+            .map(shell_quote)
+            .collect();
+        Pane { host, words }
+    }
+
+    /// The command that runs it inside its host's namespace.
+    fn command(&self, lab: &Lab) -> String {
+        format!(
+            "ip netns exec {} {}",
+            lab.namespace(self.host),
+            self.words.join(" ")
+        )
+    }
+
+    /// The pane's shell command: a title, the program; once it ends the
+    /// pane waits for Enter, so its last lines stay readable.
+    fn shell(&self, lab: &Lab) -> String {
+        format!(
+            "echo '[{}]' {}; {}; printf '\\n[ended: press Enter to close this pane] '; read -r _",
+            self.host,
+            self.words.join(" "),
+            self.command(lab)
+        )
+    }
 }
 
 fn shell_quote(word: &str) -> String {
@@ -229,7 +259,7 @@ fn shell_quote(word: &str) -> String {
 
 /// Runs `panes` side by side in a tmux session of its own, building the lab
 /// first if it is not up. Without tmux or a terminal, prints the commands.
-fn in_tmux(topology: &Topology, session: &str, panes: &[String]) -> Result<()> {
+fn in_tmux(topology: &Topology, session: &str, panes: &[Pane]) -> Result<()> {
     let lab = match Lab::attach_named(topology) {
         Some(lab) => lab,
         None => {
@@ -245,7 +275,7 @@ fn in_tmux(topology: &Topology, session: &str, panes: &[String]) -> Result<()> {
     if !terminal || !have_tmux {
         println!("run each of these in a terminal of its own (as root):");
         for pane in panes {
-            println!("  {}", pane.split("; ").nth(1).unwrap_or(pane));
+            println!("  {}", pane.command(&lab));
         }
         return Ok(());
     }
@@ -254,19 +284,16 @@ fn in_tmux(topology: &Topology, session: &str, panes: &[String]) -> Result<()> {
     let session = format!("lab-{session}-{}", std::process::id());
     let mut tmux = Command::new("tmux");
     tmux.env_remove("TMUX")
-        .args(["-L", "netlab", "new-session", "-s", &session, &panes[0]]);
-    for pane in &panes[1..] {
-        tmux.args([";", "split-window", "-h", pane]);
+        .args(["-L", "netlab", "new-session", "-s", &session])
+        .arg(panes[0].shell(&lab));
+    // Side by side; a third pane (the second echo client) goes under the
+    // second, so that no pane is narrower than half the window.
+    for (index, pane) in panes.iter().enumerate().skip(1) {
+        let split = if index == 1 { "-h" } else { "-v" };
+        tmux.args([";", "split-window", split])
+            .arg(pane.shell(&lab));
     }
-    tmux.args([
-        ";",
-        "select-layout",
-        "even-horizontal",
-        ";",
-        "select-pane",
-        "-t",
-        "0",
-    ]);
+    tmux.args([";", "select-pane", "-t", "0"]);
     let status = tmux.status().context("cannot start tmux")?;
     drop(lab);
     if !status.success() {

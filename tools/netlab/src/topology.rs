@@ -19,12 +19,18 @@ pub const PORT_B: u16 = 55577;
 /// The second post's echo port.
 pub const ECHO_PORT: u16 = 8890;
 
+/// The ephemeral ports of every host: the kernel picks a client's port
+/// from these. The lab's fixed ports (8890, 55566, 55577…) lie outside, so a
+/// capture can tell the two apart and renumber the random ones.
+pub const EPHEMERAL_PORTS: std::ops::RangeInclusive<u16> = 40000..=49999;
+
 /// Sysctls every host gets, so that what the lab shows is the same on every
 /// machine and every run: no TCP timestamps (their values would change each
 /// capture), fixed TCP buffer sizes (they decide the window and its scale),
-/// and no IPv6 (its neighbour discovery would add packets the book does not
-/// talk about).
+/// ephemeral ports in [`EPHEMERAL_PORTS`], and no IPv6 (its neighbour
+/// discovery would add packets the book does not talk about).
 pub const DEFAULT_SYSCTLS: &[(&str, &str)] = &[
+    ("net.ipv4.ip_local_port_range", "40000 49999"),
     ("net.ipv4.tcp_timestamps", "0"),
     ("net.ipv4.tcp_rmem", "4096 131072 6291456"),
     ("net.ipv4.tcp_wmem", "4096 16384 4194304"),
