@@ -119,6 +119,12 @@ fn without_a_punch_the_nat_drops_a_datagram_sent_to_the_public_endpoint() {
     let Some(lab) = lab_for_test(&Topology::nat_scene(EASY, EASY), test) else {
         return;
     };
+    // The router's rules, as nft lists them, for the book.
+    let ruleset = lab.run("router1", &["nft", "list", "ruleset"]).unwrap();
+    check_generated(
+        "lesson6-router1-ruleset.txt",
+        &format!("router1# nft list ruleset\n{ruleset}"),
+    );
     let _server = start_rendezvous(&lab);
     let alice = start_peer(&lab, "alice", "alice", "bob", &[]);
     let public = endpoint(ROUTER1_WAN, PEER_PORT);
@@ -221,6 +227,11 @@ fn captures_on_the_routers_show_the_translation() {
             .unwrap_or_else(|err| panic!("{err:#}"))
     });
     punch_and_chat(&lab, &["--probe-delay-ms", "500"]);
+    // alice's early probes (sent every 200 ms from 0 ms on) hit router2
+    // before bob had sent anything to her: dropped. bob's probe (at 500 ms)
+    // found router1 open for him: nothing dropped there.
+    assert!(unsolicited_drops(&lab, "router2").unwrap() >= 2);
+    assert_eq!(unsolicited_drops(&lab, "router1").unwrap(), 0);
     for (router, capture) in ["router1", "router2"].into_iter().zip(captures) {
         let lines = capture.finish().unwrap();
         let text = render_capture(&lines);
@@ -237,41 +248,21 @@ fn captures_on_the_routers_show_the_translation() {
     }
 }
 
-/// Renders tcpdump's `-X` output: each packet's line, then its UDP payload
-/// as text with the session's token hidden; a packet repeated (a probe
-/// sent again until answered) shows once, with a note.
-fn render_capture(lines: &[String]) -> String {
-    let mut packets: Vec<(String, String)> = Vec::new();
-    let mut bytes: Vec<u8> = Vec::new();
-    let flush = |packets: &mut Vec<(String, String)>, bytes: &mut Vec<u8>| {
-        if let Some(last) = packets.last_mut()
-            && last.1.is_empty()
-            && !bytes.is_empty()
-        {
-            last.1 = payload_text(bytes);
-        }
-        bytes.clear();
-    };
-    for line in lines.iter().filter(|line| !line.trim().is_empty()) {
-        let trimmed = line.trim_start();
-        if let Some(rest) = trimmed.strip_prefix("0x") {
-            let hex = rest.split_once(':').map_or("", |(_, hex)| hex).trim_start();
-            let hex = hex.split_once("  ").map_or(hex, |(hex, _)| hex);
-            for group in hex.split_whitespace() {
-                for at in (0..group.len()).step_by(2) {
-                    if let Ok(byte) = u8::from_str_radix(&group[at..at + 2], 16) {
-                        bytes.push(byte);
-                    }
-                }
-            }
-        } else {
-            flush(&mut packets, &mut bytes);
-            packets.push((line.clone(), String::new()));
-        }
-    }
-    flush(&mut packets, &mut bytes);
+/// Renders tcpdump's `-X` output (one entry per packet: its line, then the
+/// rows of its hex dump): each packet's line, then its UDP payload as text
+/// with the session's token hidden; a packet repeated (a probe sent again
+/// until answered) shows once, with a note.
+fn render_capture(entries: &[String]) -> String {
+    let packets: Vec<(&str, String)> = entries
+        .iter()
+        .filter(|entry| !entry.trim().is_empty())
+        .map(|entry| {
+            let (line, dump) = entry.split_once(" 0x0000:").unwrap_or((entry, ""));
+            (line.trim_end(), payload_text(&hex_dump_bytes(dump)))
+        })
+        .collect();
     let mut text = String::new();
-    let mut previous: Option<&(String, String)> = None;
+    let mut previous = None;
     let mut repeated = false;
     for packet in &packets {
         if previous == Some(packet) {
@@ -286,6 +277,31 @@ fn render_capture(lines: &[String]) -> String {
         previous = Some(packet);
     }
     text
+}
+
+/// The bytes of a hex dump `  4500 003c …  E..< 0x0010:  …`: per row,
+/// the groups of hex digits before the two blanks that start its text.
+fn hex_dump_bytes(dump: &str) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    let mut rest = dump;
+    let mut row = 1;
+    loop {
+        let hex = rest.trim_start();
+        let hex = hex.split_once("  ").map_or(hex, |(hex, _)| hex);
+        for group in hex.split(' ') {
+            for at in (0..group.len().saturating_sub(1)).step_by(2) {
+                if let Ok(byte) = u8::from_str_radix(&group[at..at + 2], 16) {
+                    bytes.push(byte);
+                }
+            }
+        }
+        let marker = format!(" 0x{:04x}:", row * 16);
+        match rest.find(&marker) {
+            Some(at) => rest = &rest[at + marker.len()..],
+            None => return bytes,
+        }
+        row += 1;
+    }
 }
 
 /// The UDP payload of an IPv4 packet, as text, the token replaced by
@@ -323,8 +339,18 @@ fn two_peers_behind_the_same_nat_meet_by_their_private_endpoints() {
     };
     let _server = start_rendezvous(&lab);
     let (mut alice, mut carol) = start_pair(&lab, ("alice", "alice", &[]), ("carol", "carol", &[]));
+    // carol's socket has alice's port, 55501; but router1's public port
+    // 55501 already carries alice's flow to the rendezvous, so carol's
+    // flow to the same rendezvous is given another one.
     let line = alice.expect_stdout_line("carol is at public ");
-    assert!(line.contains(&format!("public {ROUTER1_WAN}:")), "{line}");
+    let public = line
+        .split_whitespace()
+        .nth(4)
+        .unwrap()
+        .trim_end_matches(',');
+    let public: SocketAddr = public.parse().unwrap();
+    assert_eq!(public.ip(), ROUTER1_WAN, "{line}");
+    assert_ne!(public.port(), PEER_PORT, "{line}");
     alice.expect_stdout_line(&format!("path: private {}", endpoint(CAROL, PEER_PORT)));
     carol.expect_stdout_line(&format!("path: private {}", endpoint(ALICE, PEER_PORT)));
     carol.expect_stdout(PROMPT);
@@ -415,6 +441,16 @@ fn a_symmetric_nat_defeats_the_punch_and_the_peers_say_so() {
 /// datagrams router2 dropped meanwhile.
 fn idle_then_write(test: &str, keepalive_ms: &str) -> Option<(bool, u64)> {
     let lab = lab_for_test(&Topology::nat_scene(EASY, EASY), test)?;
+    // The kernel's defaults, for a flow seen one way and both ways.
+    let default = |key: &str| lab.run("router1", &["sysctl", "-n", key]).unwrap();
+    assert_eq!(
+        default("net.netfilter.nf_conntrack_udp_timeout").trim(),
+        "30"
+    );
+    assert_eq!(
+        default("net.netfilter.nf_conntrack_udp_timeout_stream").trim(),
+        "120"
+    );
     for router in ["router1", "router2"] {
         set_udp_timeouts(&lab, router, 2).unwrap();
     }
