@@ -184,10 +184,10 @@ fn p2p(down: bool, symmetric: bool) -> Result<()> {
     let peer_pane = |host: &str, name: &str, other: &str| {
         #[rustfmt::skip]
         let args = ["--bind", &bind, "--rendezvous", &rendezvous, "--name", name, "--peer-name", other];
-        pane(host, &peer, &args)
+        Pane::new(host, &peer, &args)
     };
     let panes = [
-        pane("rendezvous", &server, &["--bind", &rendezvous]),
+        Pane::new("rendezvous", &server, &["--bind", &rendezvous]),
         peer_pane("alice", "alice", "bob"),
         peer_pane("bob", "bob", "alice"),
     ];
