@@ -181,7 +181,7 @@ fn p2p(down: bool, symmetric: bool) -> Result<()> {
     let rendezvous = format!("{RENDEZVOUS_IP}:{RENDEZVOUS_PORT}");
     let bind = format!("0.0.0.0:{PEER_PORT}");
     let (server, peer) = (binary("lesson6-rendezvous")?, binary("lesson6-peer")?);
-    let peer_pane = |host: &str, name: &str, other: &str| {
+    let peer_pane = |host: &'static str, name: &str, other: &str| {
         #[rustfmt::skip]
         let args = ["--bind", &bind, "--rendezvous", &rendezvous, "--name", name, "--peer-name", other];
         Pane::new(host, &peer, &args)
