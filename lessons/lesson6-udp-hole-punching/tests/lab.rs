@@ -403,6 +403,13 @@ fn a_symmetric_nat_defeats_the_punch_and_the_peers_say_so() {
         "{:?}",
         started.elapsed()
     );
+    // bob's side for the book; his public port is random by design.
+    let bob_args = peer_args("bob", "alice", &timeout);
+    let random = [(seen.to_string(), format!("{ROUTER2_WAN}:<random port>"))];
+    check_generated(
+        "lesson6-symmetric-bob.txt",
+        &testkit::normalize(&book_transcript(&bob, "bob", &bob_args), &random),
+    );
     // The capture on router2's wan: bob's probes to alice left from
     // another port than his requests to the rendezvous.
     let lines = capture.finish().unwrap();

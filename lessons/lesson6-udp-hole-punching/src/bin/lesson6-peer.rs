@@ -308,15 +308,24 @@ fn punch(fd: &OwnedFd, args: &Args, peer: &PeerInfo, own: SocketAddr) -> Result<
     loop {
         let now = Instant::now();
         if now >= give_up {
+            let tried: Vec<String> = endpoints
+                .iter()
+                .map(|endpoint| {
+                    let kind = if *endpoint == peer.public {
+                        "public"
+                    } else {
+                        "private"
+                    };
+                    format!("{endpoint} ({kind})")
+                })
+                .collect();
             bail!(
-                "no answer from {} within {}, neither at its public endpoint {} nor at its private one {}. \
-                 The rendezvous saw us both, so the NATs let answers back in; the probes must have gone to \
-                 the wrong port: a NAT that maps each destination to a new port (a symmetric NAT) defeats \
-                 hole punching, and such peers need a relay (TURN)",
+                "no answer from {} within {} at {}. The rendezvous reached us both, so UDP gets \
+                 through; the probes must have met a NAT that gives each destination a new port \
+                 (a symmetric NAT), which defeats hole punching: such peers need a relay (TURN)",
                 peer.name,
                 show_ms(args.punch_timeout_ms),
-                peer.public,
-                peer.private
+                tried.join(" or ")
             );
         }
         if now >= next_probe {
