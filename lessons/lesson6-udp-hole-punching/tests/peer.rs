@@ -43,10 +43,46 @@ fn two_peers_meet_punch_and_chat_on_loopback() {
     let line = alice.expect_stdout_line("[from bob] ");
     assert_eq!(line.split_once("[from bob] ").unwrap().1, long);
 
+    // A line too long for one datagram is reported, not cut, and the chat
+    // goes on.
+    alice.type_line(&"x".repeat(65_490));
+    let error = alice.expect_stderr_line("EMSGSIZE");
+    assert!(
+        error.contains("the line has 65490 and the header 21 more; nothing was sent"),
+        "{error}"
+    );
+    alice.type_line("still here");
+    bob.expect_stdout_line("[from alice] still here");
+
     alice.type_line("quit");
     assert!(alice.wait_exit().success(), "{}", alice.describe());
     bob.expect_stdout_line("alice left the chat; bye.");
     assert!(bob.wait_exit().success(), "{}", bob.describe());
+}
+
+#[test]
+fn two_peers_meet_and_chat_over_ipv6() {
+    let (_server, rendezvous) = {
+        let server = Running::start(
+            "rendezvous",
+            testkit::command(common::RENDEZVOUS, &["--bind", "[::1]:0"]),
+        );
+        let line = server.expect_stdout_line("rendezvous listening on ");
+        let addr = testkit::find_socket_addr(&line).unwrap();
+        (server, addr)
+    };
+    let v6 = ["--bind", "[::1]:0"];
+    let (alice, _) = start_peer(rendezvous, "alice", "bob", &v6);
+    alice.expect_stdout_line("waiting for bob");
+    let (mut bob, bob_addr) = start_peer(rendezvous, "bob", "alice", &v6);
+    alice.expect_stdout_line(&format!("path: private {bob_addr}"));
+    alice.expect_stdout(PROMPT);
+    let mut alice = alice;
+    alice.type_line("hello over IPv6");
+    bob.expect_stdout_line("[from alice] hello over IPv6");
+    bob.close_stdin();
+    assert!(bob.wait_exit().success(), "{}", bob.describe());
+    alice.expect_stdout_line("bob left the chat; bye.");
 }
 
 /// A test socket plays bob: registered at the rendezvous, it controls
@@ -245,6 +281,23 @@ fn reports_a_likely_symmetric_nat_when_no_path_answers() {
         "{stderr}"
     );
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
+
+#[test]
+fn a_second_peer_with_a_taken_name_is_refused() {
+    let (_server, rendezvous) = start_rendezvous(&[]);
+    let (_alice, _) = waiting_alice(rendezvous, &[]);
+    let (mut impostor, _) = start_peer(rendezvous, "alice", "carol", &[]);
+    assert_eq!(
+        impostor.wait_exit().code(),
+        Some(1),
+        "{}",
+        impostor.describe()
+    );
+    assert_eq!(
+        impostor.stderr(),
+        "error: the rendezvous refused: the name alice is taken\n"
+    );
 }
 
 #[test]
