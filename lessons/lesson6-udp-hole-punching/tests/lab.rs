@@ -214,7 +214,8 @@ fn with_a_punch_two_peers_behind_two_nats_chat_both_ways() {
 }
 
 /// tcpdump on each router's `wan` while alice and bob meet, punch and chat
-/// (bob probes a second late, so the order is the same on every run).
+/// (bob probes 1.1 s late, between two of alice's probes, so the order is
+/// the same on every run).
 /// The IP headers show the public endpoints, the payloads the private ones.
 #[test]
 fn captures_on_the_routers_show_the_translation() {
@@ -226,9 +227,10 @@ fn captures_on_the_routers_show_the_translation() {
         lab.capture(router, "wan", &["-X"], "udp")
             .unwrap_or_else(|err| panic!("{err:#}"))
     });
-    punch_and_chat(&lab, &["--probe-delay-ms", "1000"]);
+    punch_and_chat(&lab, &["--probe-delay-ms", "1100"]);
     // alice's early probes (sent every 200 ms from 0 ms on) hit router2
-    // before bob had sent anything to her: dropped. bob's probe (at 1 s)
+    // before bob had sent anything to her: dropped. bob's probe (at 1.1 s,
+    // between two of alice's)
     // found router1 open for him: nothing dropped there.
     assert!(unsolicited_drops(&lab, "router2").unwrap() >= 2);
     assert_eq!(unsolicited_drops(&lab, "router1").unwrap(), 0);
@@ -433,9 +435,14 @@ fn a_symmetric_nat_defeats_the_punch_and_the_peers_say_so() {
         !to_rendezvous.is_empty() && !to_alice.is_empty(),
         "{lines:#?}"
     );
-    assert_eq!(to_rendezvous[0], seen.port(), "{lines:#?}");
+    // (The capture renumbers ports in the lab's ephemeral range, the same
+    // port always to the same number: compare the capture with itself.)
     assert!(
-        to_alice.iter().all(|port| *port != seen.port()),
+        to_rendezvous.iter().all(|port| *port == to_rendezvous[0]),
+        "{lines:#?}"
+    );
+    assert!(
+        to_alice.iter().all(|port| *port != to_rendezvous[0]),
         "bob's probes left from the port the rendezvous saw: {lines:#?}"
     );
 }

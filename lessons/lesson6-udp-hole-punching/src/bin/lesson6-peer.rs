@@ -139,8 +139,8 @@ fn run(args: &Args) -> Result<()> {
     println!("private endpoint: {private}");
 
     let peer = meet(&fd, args, private)?;
-    let path = punch(&fd, args, &peer, private)?;
-    chat(&fd, args, &peer, path)
+    let (path, peer_knows) = punch(&fd, args, &peer, private)?;
+    chat(&fd, args, &peer, path, peer_knows)
 }
 
 // ANCHOR: private_endpoint
@@ -273,8 +273,14 @@ fn meet(fd: &OwnedFd, args: &Args, private: SocketAddr) -> Result<PeerInfo> {
 // ANCHOR: punch
 /// Phase 2: probes the peer's public and private endpoints until a probe
 /// or an answer with the session's token arrives; returns where it came
-/// from: the path that works.
-fn punch(fd: &OwnedFd, args: &Args, peer: &PeerInfo, own: SocketAddr) -> Result<SocketAddr> {
+/// from (the path that works), and whether the peer knows that path too
+/// (it answered us) or may still need our answer.
+fn punch(
+    fd: &OwnedFd,
+    args: &Args,
+    peer: &PeerInfo,
+    own: SocketAddr,
+) -> Result<(SocketAddr, bool)> {
     let mut endpoints = vec![peer.public];
     if peer.private == own {
         // Both homes may use the same private range, even the same
@@ -351,14 +357,14 @@ fn punch(fd: &OwnedFd, args: &Args, peer: &PeerInfo, own: SocketAddr) -> Result<
                     token: peer.token,
                 };
                 send(fd, &ack, from);
-                return Ok(report_path(peer, from));
+                return Ok((report_path(peer, from), false));
             }
             Ok(Message::PunchAck {
                 from: who,
                 to,
                 token,
             }) if who == peer.name && to == args.name && token == peer.token => {
-                return Ok(report_path(peer, from));
+                return Ok((report_path(peer, from), true));
             }
             // Our own probe, back to us: the peer's private endpoint is
             // another of our own addresses (the same range at both ends).
@@ -404,7 +410,13 @@ fn report_path(peer: &PeerInfo, path: SocketAddr) -> SocketAddr {
 // ANCHOR: chat
 /// Phase 3: the chat. One `poll` waits for a line typed, a datagram, or the
 /// time of the next keepalive, whichever comes first.
-fn chat(fd: &OwnedFd, args: &Args, peer: &PeerInfo, path: SocketAddr) -> Result<()> {
+fn chat(
+    fd: &OwnedFd,
+    args: &Args,
+    peer: &PeerInfo,
+    path: SocketAddr,
+    mut peer_knows: bool,
+) -> Result<()> {
     println!("Ready: type a message and press Enter to send it; 'quit' exits.");
     prompt();
     let keepalive = (args.keepalive_ms > 0).then(|| Duration::from_millis(args.keepalive_ms));
@@ -435,7 +447,7 @@ fn chat(fd: &OwnedFd, args: &Args, peer: &PeerInfo, path: SocketAddr) -> Result<
         };
         let (stdin_ready, socket_ready) = (ready(&fds[0]), ready(&fds[1]));
 
-        if socket_ready && !receive_chat(fd, args, peer, path, &mut buffer) {
+        if socket_ready && !receive_chat(fd, args, peer, path, &mut peer_knows, &mut buffer) {
             return Ok(());
         }
         if stdin_ready {
@@ -486,6 +498,7 @@ fn receive_chat(
     args: &Args,
     peer: &PeerInfo,
     path: SocketAddr,
+    peer_knows: &mut bool,
     buffer: &mut [u8],
 ) -> bool {
     let (len, from) = match socket::recvfrom::<SockaddrStorage>(fd.as_raw_fd(), buffer) {
@@ -503,6 +516,17 @@ fn receive_chat(
     // what proves they are its own.
     let from_peer = from == path || from == peer.public || from == peer.private;
     let message = protocol::parse(&buffer[..len]);
+    if let Ok(
+        Message::Chat { token, .. }
+        | Message::Keepalive { token, .. }
+        | Message::PunchAck { token, .. },
+    ) = &message
+        && from_peer
+        && *token == peer.token
+    {
+        // The peer answered us, or talks to us: it has found the path too.
+        *peer_knows = true;
+    }
     match message {
         Ok(Message::Chat { token, text }) if from_peer && token == peer.token => {
             // Exactly the bytes sent; not UTF-8 shows as U+FFFD.
@@ -512,10 +536,12 @@ fn receive_chat(
         Ok(Message::Keepalive {
             from: who, token, ..
         }) if who == peer.name && token == peer.token => {}
-        // A probe from a peer that has not heard our answer yet.
+        // A probe from a peer that may not have heard our answer yet. (A
+        // peer that answered us, or talks to us, has found the path: its
+        // late probes need no answer.)
         Ok(Message::Punch {
             from: who, token, ..
-        }) if who == peer.name && token == peer.token => {
+        }) if who == peer.name && token == peer.token && !*peer_knows => {
             let ack = Message::PunchAck {
                 from: args.name.clone(),
                 to: peer.name.clone(),
