@@ -283,6 +283,28 @@ fn reports_a_likely_symmetric_nat_when_no_path_answers() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }
 
+/// A waiting peer registers again every 5 s: a rendezvous that restarts
+/// (and forgot everyone) learns about it again.
+#[test]
+fn a_waiting_peer_registers_again_with_a_restarted_rendezvous() {
+    let (mut server, rendezvous) = start_rendezvous(&[]);
+    let (mut alice, _) = waiting_alice(rendezvous, &[]);
+    server.kill();
+    let bind = rendezvous.to_string();
+    let server = Running::start(
+        "rendezvous again",
+        testkit::command(common::RENDEZVOUS, &["--bind", &bind]),
+    );
+    server.expect_stdout_line("registered alice");
+    let (mut bob, _) = start_peer(rendezvous, "bob", "alice", &[]);
+    alice.expect_stdout_line("path: private");
+    bob.expect_stdout_line("path: private");
+    alice.close_stdin();
+    assert!(alice.wait_exit().success(), "{}", alice.describe());
+    bob.expect_stdout_line("alice left the chat");
+    assert!(bob.wait_exit().success(), "{}", bob.describe());
+}
+
 #[test]
 fn a_second_peer_with_a_taken_name_is_refused() {
     let (_server, rendezvous) = start_rendezvous(&[]);

@@ -177,17 +177,21 @@ fn private_endpoint(bound: SocketAddr, rendezvous: SocketAddr) -> Result<SocketA
 fn meet(fd: &OwnedFd, args: &Args, private: SocketAddr) -> Result<PeerInfo> {
     let start = Instant::now();
     let give_up = start + Duration::from_millis(args.wait_ms);
-    let (mut registered, mut waiting) = (false, false);
+    // `registered`: the rendezvous confirmed us once; `connect_next`: the
+    // next request is CONNECT (after each REGISTERED), else REGISTER.
+    let (mut registered, mut waiting, mut connect_next) = (false, false, false);
     let mut last_heard = start;
     let mut next_send = start;
     let mut buffer = vec![0u8; 65_536];
     loop {
         let now = Instant::now();
         if now >= next_send {
-            // First REGISTER, until the rendezvous confirms it; then
-            // CONNECT, which also refreshes the registration. Each is
-            // repeated: UDP may lose a request or its answer.
-            let request = if registered {
+            // REGISTER until the rendezvous confirms it, then CONNECT until
+            // it answers. Each is repeated, as UDP may lose a request or
+            // its answer; while waiting, both again every REFRESH, which
+            // keeps the registration and our NAT's mapping alive (and
+            // registers us again if the rendezvous restarted).
+            let request = if connect_next {
                 Message::Connect {
                     name: args.name.clone(),
                     peer: args.peer_name.clone(),
@@ -228,19 +232,24 @@ fn meet(fd: &OwnedFd, args: &Args, private: SocketAddr) -> Result<PeerInfo> {
         }
         last_heard = Instant::now();
         match protocol::parse(&buffer[..len]) {
-            Ok(Message::Registered { public, .. }) if !registered => {
+            Ok(Message::Registered { public, .. }) => {
+                if !registered {
+                    println!(
+                        "registered as {} at {}; it sees us at {public} (our public endpoint)",
+                        args.name, args.rendezvous
+                    );
+                }
                 registered = true;
+                connect_next = true;
                 next_send = Instant::now();
-                println!(
-                    "registered as {} at {}; it sees us at {public} (our public endpoint)",
-                    args.name, args.rendezvous
-                );
             }
-            Ok(Message::Registered { .. }) => {}
-            Ok(Message::Waiting { peer }) if !waiting && peer == args.peer_name => {
+            Ok(Message::Waiting { peer }) if peer == args.peer_name => {
+                if !waiting {
+                    println!("waiting for {peer} to come to the rendezvous...");
+                }
                 waiting = true;
+                connect_next = false;
                 next_send = Instant::now() + REFRESH;
-                println!("waiting for {peer} to come to the rendezvous...");
             }
             Ok(Message::Waiting { .. }) => {}
             Ok(Message::Peer {
