@@ -148,10 +148,19 @@ fn without_a_punch_the_nat_drops_a_datagram_sent_to_the_public_endpoint() {
 
 // ---- cases 2 and 6 ----
 
-/// Alice waits at the rendezvous, bob comes; both punch and chat. Returns
-/// both peers, quit and exited, with their arguments.
-fn punch_and_chat(lab: &Lab, bob_extra: &[&str]) -> (Running, Vec<String>, Running, Vec<String>) {
-    let _server = start_rendezvous(lab);
+/// What `punch_and_chat` ran: the rendezvous, and both peers (quit and
+/// exited) with their arguments.
+struct Session {
+    server: Running,
+    alice: Running,
+    alice_args: Vec<String>,
+    bob: Running,
+    bob_args: Vec<String>,
+}
+
+/// Alice waits at the rendezvous, bob comes; both punch and chat.
+fn punch_and_chat(lab: &Lab, bob_extra: &[&str]) -> Session {
+    let server = start_rendezvous(lab);
     let (mut alice, mut bob) = start_pair(lab, ("alice", "alice", &[]), ("bob", "bob", bob_extra));
     let alice_public = endpoint(ROUTER1_WAN, PEER_PORT);
     let bob_public = endpoint(ROUTER2_WAN, PEER_PORT);
@@ -184,7 +193,13 @@ fn punch_and_chat(lab: &Lab, bob_extra: &[&str]) -> (Running, Vec<String>, Runni
     assert!(bob.wait_exit().success(), "{}", bob.describe());
     let alice_args = peer_args("alice", "bob", &[]);
     let bob_args = peer_args("bob", "alice", bob_extra);
-    (alice, alice_args, bob, bob_args)
+    Session {
+        server,
+        alice,
+        alice_args,
+        bob,
+        bob_args,
+    }
 }
 
 #[test]
@@ -193,7 +208,13 @@ fn with_a_punch_two_peers_behind_two_nats_chat_both_ways() {
     let Some(lab) = lab_for_test(&Topology::nat_scene(EASY, EASY), test) else {
         return;
     };
-    let (alice, alice_args, bob, bob_args) = punch_and_chat(&lab, &[]);
+    let Session {
+        server,
+        alice,
+        alice_args,
+        bob,
+        bob_args,
+    } = punch_and_chat(&lab, &[]);
     // Both homes use 192.168.1.2: each peer sees that the other's private
     // endpoint is its own, and probes only the public one.
     for (peer, other) in [(&alice, "bob"), (&bob, "alice")] {
@@ -211,6 +232,15 @@ fn with_a_punch_two_peers_behind_two_nats_chat_both_ways() {
         &book_transcript(&alice, "alice", &alice_args),
     );
     check_generated("lesson6-bob.txt", &book_transcript(&bob, "bob", &bob_args));
+    // The rendezvous logged the public endpoints it saw, next to the
+    // private ones the peers reported.
+    let log = server.transcript();
+    let log = log.split_once('\n').map_or("", |(_, rest)| rest);
+    let command = format!("lesson6-rendezvous --bind {RENDEZVOUS_IP}:{RENDEZVOUS_PORT}");
+    check_generated(
+        "lesson6-rendezvous.txt",
+        &format!("rendezvous$ {command}\n{log}"),
+    );
 }
 
 /// tcpdump on each router's `wan` while alice and bob meet, punch and chat
