@@ -153,15 +153,22 @@ impl Lab {
                 "type", "veth", "peer", "name", &link.b.interface, "netns", ns_b, "mtu", &mtu,
             ])?;
             for end in [&link.a, &link.b] {
-                let address = format!("{}/{}", end.address, end.prefix);
-                lab.run(
-                    &end.host,
-                    &["ip", "addr", "add", &address, "dev", &end.interface],
-                )?;
+                // 0.0.0.0: no address, the interface joins a bridge.
+                if !end.address.is_unspecified() {
+                    let address = format!("{}/{}", end.address, end.prefix);
+                    lab.run(
+                        &end.host,
+                        &["ip", "addr", "add", &address, "dev", &end.interface],
+                    )?;
+                }
                 lab.run(&end.host, &["ip", "link", "set", &end.interface, "up"])?;
             }
         }
         for host in &topology.hosts {
+            for command in &host.commands {
+                let args: Vec<&str> = command.iter().map(String::as_str).collect();
+                lab.run(&host.name, &args)?;
+            }
             for route in &host.routes {
                 let mut args = vec!["ip", "route", "add"];
                 args.extend(route.split_whitespace());

@@ -36,6 +36,8 @@
 mod access;
 mod capture;
 mod lab;
+/// Lesson 6's scene: two homes behind NAT routers and a rendezvous server.
+pub mod nat;
 mod topology;
 
 pub use access::{Access, IN_USERNS, access};

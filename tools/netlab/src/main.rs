@@ -4,7 +4,8 @@
 //! network namespaces on one link; `lab down` removes them. `lab chat N`
 //! runs lesson N's two chat peers in tmux, peer A in vm1 and peer B in vm2,
 //! with the post's addresses and ports; `lab echo N` runs lesson N's echo
-//! server in vm1 and two clients in vm2. Any shell can join a host by hand:
+//! server in vm1 and two clients in vm2; `lab p2p` opens lesson 6's NAT
+//! scene. Any shell can join a host by hand:
 //! `sudo ip netns exec vm1 bash`.
 
 use std::path::Path;
@@ -40,6 +41,18 @@ enum Action {
         #[arg(value_parser = ["3", "4", "5"])]
         lesson: String,
     },
+    /// Lesson 6's scene: alice and bob behind two NAT routers, the
+    /// rendezvous on the internet between them, all three in tmux
+    /// (`lab p2p down` removes the scene).
+    P2p {
+        /// `down` removes the scene instead.
+        #[arg(value_parser = ["down"])]
+        action: Option<String>,
+        /// bob's router maps each destination to a new port (a symmetric
+        /// NAT): watch the punch fail.
+        #[arg(long)]
+        symmetric: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -61,6 +74,9 @@ fn run(action: Action) -> Result<()> {
              lab's tests still run, each inside a user namespace of its own)"
         ),
         Err(reason) => bail!("{reason}"),
+    }
+    if let Action::P2p { action, symmetric } = &action {
+        return p2p(action.is_some(), *symmetric);
     }
     let topology = Topology::two_vms();
     match action {
@@ -117,7 +133,65 @@ fn run(action: Action) -> Result<()> {
             ];
             in_tmux(&topology, &format!("echo{lesson}"), &panes)
         }
+        Action::P2p { .. } => unreachable!("handled above"),
     }
+}
+
+/// `lab p2p`: lesson 6's NAT scene (see netlab's `nat` module) with the
+/// rendezvous server and both peers in tmux; `lab p2p down` removes it.
+fn p2p(down: bool, symmetric: bool) -> Result<()> {
+    use netlab::nat::{
+        Mapping, PEER_PORT, RENDEZVOUS_IP, RENDEZVOUS_PORT, ROUTER1_WAN, ROUTER2_WAN,
+    };
+    let router2 = if symmetric {
+        Mapping::Symmetric
+    } else {
+        Mapping::EndpointIndependent
+    };
+    let topology = Topology::nat_scene(Mapping::EndpointIndependent, router2);
+    if down {
+        let removed = Lab::remove_named(&topology)?;
+        println!("the NAT scene is down ({removed} hosts removed)");
+        return Ok(());
+    }
+    match Lab::attach_named(&topology) {
+        Some(lab) => {
+            let rules = lab.run("router2", &["nft", "list", "table", "ip", "nat"])?;
+            if rules.contains("random") != symmetric {
+                bail!(
+                    "the NAT scene is up with router2 {}: `just lab p2p down` first",
+                    if symmetric {
+                        "not symmetric"
+                    } else {
+                        "symmetric"
+                    }
+                );
+            }
+        }
+        None => {
+            Lab::up_named(&topology)?;
+            println!(
+                "the NAT scene is up: rendezvous {RENDEZVOUS_IP}; alice 192.168.1.2 behind router1 \
+                 {ROUTER1_WAN}, bob 192.168.1.2 behind router2 {ROUTER2_WAN}{}",
+                if symmetric { " (symmetric NAT)" } else { "" }
+            );
+            println!("`just lab p2p down` removes it");
+        }
+    }
+    let rendezvous = format!("{RENDEZVOUS_IP}:{RENDEZVOUS_PORT}");
+    let bind = format!("0.0.0.0:{PEER_PORT}");
+    let (server, peer) = (binary("lesson6-rendezvous")?, binary("lesson6-peer")?);
+    let peer_pane = |host: &'static str, name: &str, other: &str| {
+        #[rustfmt::skip]
+        let args = ["--bind", &bind, "--rendezvous", &rendezvous, "--name", name, "--peer-name", other];
+        Pane::new(host, &peer, &args)
+    };
+    let panes = [
+        Pane::new("rendezvous", &server, &["--bind", &rendezvous]),
+        peer_pane("alice", "alice", "bob"),
+        peer_pane("bob", "bob", "alice"),
+    ];
+    in_tmux(&topology, "p2p", &panes)
 }
 
 /// Builds `name` (a workspace binary) if it is stale; its path.

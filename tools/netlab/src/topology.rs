@@ -54,9 +54,14 @@ pub struct Host {
     /// nftables rulesets (`nft -f` syntax) loaded inside the host, once its
     /// routes are in place: a NAT, a firewall.
     pub nft: Vec<String>,
+    /// Commands (program and arguments) run inside the host once every link
+    /// is up, before its routes: e.g. the `ip link` calls that make a
+    /// bridge of some of its interfaces (see [`Topology::bridge`]).
+    pub commands: Vec<Vec<String>>,
 }
 
-/// One end of a link: an interface in a host, with its IPv4 address.
+/// One end of a link: an interface in a host, with its IPv4 address
+/// (0.0.0.0: none, for an interface that joins a bridge).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct End {
     pub host: String,
@@ -110,6 +115,7 @@ impl Topology {
             sysctls: Vec::new(),
             routes: Vec::new(),
             nft: Vec::new(),
+            commands: Vec::new(),
         });
         self
     }
@@ -165,6 +171,35 @@ impl Topology {
     pub fn nft(mut self, host: &str, ruleset: &str) -> Topology {
         self.host_mut(host).nft.push(ruleset.to_owned());
         self
+    }
+
+    /// Runs `args` inside `host` once every link is up, before its routes.
+    pub fn command(mut self, host: &str, args: &[&str]) -> Topology {
+        let args = args.iter().map(|arg| (*arg).to_owned()).collect();
+        self.host_mut(host).commands.push(args);
+        self
+    }
+
+    /// Makes a bridge `name` in `host` of its interfaces `ports` (link ends
+    /// declared with address 0.0.0.0), with `address` on the bridge if any:
+    /// a switch, so that more than two hosts share one network.
+    pub fn bridge(
+        self,
+        host: &str,
+        name: &str,
+        address: Option<(Ipv4Addr, u8)>,
+        ports: &[&str],
+    ) -> Topology {
+        let mut topology =
+            self.command(host, &["ip", "link", "add", "name", name, "type", "bridge"]);
+        for port in ports {
+            topology = topology.command(host, &["ip", "link", "set", port, "master", name]);
+        }
+        if let Some((address, prefix)) = address {
+            let address = format!("{address}/{prefix}");
+            topology = topology.command(host, &["ip", "addr", "add", &address, "dev", name]);
+        }
+        topology.command(host, &["ip", "link", "set", name, "up"])
     }
 
     /// The host named `name`.

@@ -1,0 +1,388 @@
+//! The wire protocol of lesson 6: one message per datagram, as a short line
+//! of text that `tcpdump -A` or `nc -u` shows as it is.
+//!
+//! A peer talks to the rendezvous server to learn where the other peer is,
+//! then to the other peer directly. Every message names who sends it, and
+//! every message between peers carries the session's token, a random number
+//! the rendezvous hands to both peers: a datagram that lacks it is not from
+//! the peer, whatever its source address says. The chapter lists the
+//! messages in a table; `parse` is their grammar.
+
+use std::fmt;
+use std::io::Read;
+use std::net::SocketAddr;
+
+/// The longest request the rendezvous accepts. Its longest message, a
+/// REGISTER with a 32-byte name and an IPv6 endpoint, is under 100 bytes;
+/// anything much longer is not from a peer of this lesson.
+pub const MAX_REQUEST: usize = 512;
+
+/// The longest peer name; names are ASCII letters, digits, `-`, `_`, `.`.
+pub const MAX_NAME: usize = 32;
+
+/// A 64-bit random number, written as 16 hex digits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct Token(pub u64);
+
+impl Token {
+    /// A fresh token from the kernel's random source.
+    pub fn random() -> std::io::Result<Token> {
+        let mut bytes = [0u8; 8];
+        std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+        Ok(Token(u64::from_ne_bytes(bytes)))
+    }
+}
+
+impl fmt::Display for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+/// Checks a peer name: 1 to 32 of `A-Z a-z 0-9 - _ .`. Used by clap for
+/// `--name` and by the parser for every name on the wire, so a name can
+/// never hold a space that would shift the fields of a message.
+pub fn parse_name(name: &str) -> Result<String, String> {
+    if name.is_empty() || name.len() > MAX_NAME {
+        return Err(format!("a name has 1 to {MAX_NAME} characters"));
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    {
+        return Err(format!(
+            "{bad:?} is not allowed in a name (letters, digits, '-', '_', '.')"
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+// ANCHOR: messages
+/// Every message of the protocol.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Message {
+    // Peer to rendezvous.
+    /// `REGISTER <name> <private>`: "I am `name`, and my socket is bound
+    /// to `private` on my own network". The rendezvous adds what it alone
+    /// can see: the public address the datagram came from.
+    Register { name: String, private: SocketAddr },
+    /// `CONNECT <name> <peer>`: "`name` wants to talk to `peer`".
+    Connect { name: String, peer: String },
+
+    // Rendezvous to peer.
+    /// `REGISTERED <name> <public>`: the public endpoint the rendezvous saw.
+    Registered { name: String, public: SocketAddr },
+    /// `WAITING <peer>`: `peer` has not asked for you (yet).
+    Waiting { peer: String },
+    /// `PEER <peer> <public> <private> <token>`: both asked for each other;
+    /// here is where the other one is, and the session's token.
+    Peer {
+        peer: String,
+        public: SocketAddr,
+        private: SocketAddr,
+        token: Token,
+    },
+    /// `ERROR <reason>`: the request was refused.
+    Error { reason: String },
+
+    // Peer to peer: `<KIND> <from> <to> <token>`.
+    /// A probe: sent to every endpoint of the peer until one answers. It
+    /// also opens the sender's NAT for the peer's answer: the punch.
+    Punch {
+        from: String,
+        to: String,
+        token: Token,
+    },
+    /// The answer to a probe, sent back to where the probe came from.
+    PunchAck {
+        from: String,
+        to: String,
+        token: Token,
+    },
+    /// Sent when the chat is idle, to keep the NATs' mappings alive.
+    Keepalive {
+        from: String,
+        to: String,
+        token: Token,
+    },
+    /// The sender left the chat.
+    Bye {
+        from: String,
+        to: String,
+        token: Token,
+    },
+    /// `MSG <token> <text>`: a chat line. The text is the rest of the
+    /// datagram, as typed, any bytes at all.
+    Chat { token: Token, text: Vec<u8> },
+}
+// ANCHOR_END: messages
+
+impl Message {
+    /// The message as it goes on the wire.
+    pub fn encode(&self) -> Vec<u8> {
+        let line = match self {
+            Message::Register { name, private } => format!("REGISTER {name} {private}"),
+            Message::Connect { name, peer } => format!("CONNECT {name} {peer}"),
+            Message::Registered { name, public } => format!("REGISTERED {name} {public}"),
+            Message::Waiting { peer } => format!("WAITING {peer}"),
+            Message::Peer {
+                peer,
+                public,
+                private,
+                token,
+            } => format!("PEER {peer} {public} {private} {token}"),
+            Message::Error { reason } => format!("ERROR {reason}"),
+            Message::Punch { from, to, token } => format!("PUNCH {from} {to} {token}"),
+            Message::PunchAck { from, to, token } => format!("PUNCH-ACK {from} {to} {token}"),
+            Message::Keepalive { from, to, token } => format!("KEEPALIVE {from} {to} {token}"),
+            Message::Bye { from, to, token } => format!("BYE {from} {to} {token}"),
+            Message::Chat { token, text } => {
+                let mut bytes = format!("MSG {token} ").into_bytes();
+                bytes.extend_from_slice(text);
+                return bytes;
+            }
+        };
+        line.into_bytes()
+    }
+
+    /// The message's first word, for log lines.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Message::Register { .. } => "REGISTER",
+            Message::Connect { .. } => "CONNECT",
+            Message::Registered { .. } => "REGISTERED",
+            Message::Waiting { .. } => "WAITING",
+            Message::Peer { .. } => "PEER",
+            Message::Error { .. } => "ERROR",
+            Message::Punch { .. } => "PUNCH",
+            Message::PunchAck { .. } => "PUNCH-ACK",
+            Message::Keepalive { .. } => "KEEPALIVE",
+            Message::Bye { .. } => "BYE",
+            Message::Chat { .. } => "MSG",
+        }
+    }
+}
+
+/// Reads one datagram as a message; the error says what is wrong with it.
+pub fn parse(datagram: &[u8]) -> Result<Message, String> {
+    // A chat line may hold any bytes after its header; everything else is
+    // ASCII text.
+    if let Some(rest) = datagram.strip_prefix(b"MSG ") {
+        let header = rest.get(..16).ok_or("MSG without a token")?;
+        let header = std::str::from_utf8(header).map_err(|_| "MSG token is not hex")?;
+        let token = token(header)?;
+        let text = rest
+            .get(16..)
+            .and_then(|after| after.strip_prefix(b" "))
+            .ok_or("MSG without a space after its token")?;
+        return Ok(Message::Chat {
+            token,
+            text: text.to_vec(),
+        });
+    }
+    let line = std::str::from_utf8(datagram).map_err(|_| "not UTF-8 text")?;
+    let mut fields = line.split(' ');
+    let kind = fields.next().unwrap_or_default();
+    let fields: Vec<&str> = fields.collect();
+    let want = |count: usize| -> Result<(), String> {
+        if fields.len() == count {
+            Ok(())
+        } else {
+            Err(format!("{kind} takes {count} fields, not {}", fields.len()))
+        }
+    };
+    let message = match kind {
+        "REGISTER" => {
+            want(2)?;
+            Message::Register {
+                name: parse_name(fields[0])?,
+                private: endpoint(fields[1])?,
+            }
+        }
+        "CONNECT" => {
+            want(2)?;
+            Message::Connect {
+                name: parse_name(fields[0])?,
+                peer: parse_name(fields[1])?,
+            }
+        }
+        "REGISTERED" => {
+            want(2)?;
+            Message::Registered {
+                name: parse_name(fields[0])?,
+                public: endpoint(fields[1])?,
+            }
+        }
+        "WAITING" => {
+            want(1)?;
+            Message::Waiting {
+                peer: parse_name(fields[0])?,
+            }
+        }
+        "PEER" => {
+            want(4)?;
+            Message::Peer {
+                peer: parse_name(fields[0])?,
+                public: endpoint(fields[1])?,
+                private: endpoint(fields[2])?,
+                token: token(fields[3])?,
+            }
+        }
+        "ERROR" => Message::Error {
+            reason: fields.join(" "),
+        },
+        "PUNCH" | "PUNCH-ACK" | "KEEPALIVE" | "BYE" => {
+            want(3)?;
+            let (from, to, token) = (
+                parse_name(fields[0])?,
+                parse_name(fields[1])?,
+                token(fields[2])?,
+            );
+            match kind {
+                "PUNCH" => Message::Punch { from, to, token },
+                "PUNCH-ACK" => Message::PunchAck { from, to, token },
+                "KEEPALIVE" => Message::Keepalive { from, to, token },
+                _ => Message::Bye { from, to, token },
+            }
+        }
+        _ => {
+            return Err(format!(
+                "unknown message kind {:?}",
+                preview(kind.as_bytes())
+            ));
+        }
+    };
+    Ok(message)
+}
+
+fn endpoint(text: &str) -> Result<SocketAddr, String> {
+    text.parse()
+        .map_err(|_| format!("{:?} is not an IP:PORT endpoint", preview(text.as_bytes())))
+}
+
+fn token(text: &str) -> Result<Token, String> {
+    if text.len() != 16 {
+        return Err(format!(
+            "a token has 16 hex digits, not {:?}",
+            preview(text.as_bytes())
+        ));
+    }
+    u64::from_str_radix(text, 16)
+        .map(Token)
+        .map_err(|_| format!("{:?} is not a hex token", preview(text.as_bytes())))
+}
+
+/// At most the first 40 bytes of `bytes`, escaped, for a log line about a
+/// datagram that may hold anything (the line says how long it was).
+pub fn preview(bytes: &[u8]) -> String {
+    let shown = &bytes[..bytes.len().min(40)];
+    let mut text: String = shown.escape_ascii().to_string();
+    if shown.len() < bytes.len() {
+        text.push_str("...");
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_message_survives_encode_and_parse() {
+        let token = Token(0x0123_4567_89ab_cdef);
+        let (a, b) = ("alice".to_owned(), "bob".to_owned());
+        let messages = [
+            Message::Register {
+                name: a.clone(),
+                private: "192.168.1.2:55501".parse().unwrap(),
+            },
+            Message::Connect {
+                name: a.clone(),
+                peer: b.clone(),
+            },
+            Message::Registered {
+                name: a.clone(),
+                public: "[2001:db8::1]:4000".parse().unwrap(),
+            },
+            Message::Waiting { peer: b.clone() },
+            Message::Peer {
+                peer: b.clone(),
+                public: "203.0.113.2:55501".parse().unwrap(),
+                private: "192.168.1.2:55501".parse().unwrap(),
+                token,
+            },
+            Message::Error {
+                reason: "the name alice is taken".into(),
+            },
+            Message::Punch {
+                from: a.clone(),
+                to: b.clone(),
+                token,
+            },
+            Message::PunchAck {
+                from: b.clone(),
+                to: a.clone(),
+                token,
+            },
+            Message::Keepalive {
+                from: a.clone(),
+                to: b.clone(),
+                token,
+            },
+            Message::Bye {
+                from: a.clone(),
+                to: b.clone(),
+                token,
+            },
+            Message::Chat {
+                token,
+                text: b"caf\xE9 MSG PUNCH \n and more".to_vec(),
+            },
+            Message::Chat {
+                token,
+                text: Vec::new(),
+            },
+        ];
+        for message in messages {
+            assert_eq!(parse(&message.encode()), Ok(message));
+        }
+        assert_eq!(
+            Message::Punch {
+                from: a,
+                to: b,
+                token
+            }
+            .encode(),
+            b"PUNCH alice bob 0123456789abcdef"
+        );
+    }
+
+    #[test]
+    fn garbage_is_refused_with_a_reason() {
+        for (datagram, reason) in [
+            (&b""[..], "unknown message kind"),
+            (b"HELLO", "unknown message kind"),
+            (b"REGISTER alice", "REGISTER takes 2 fields, not 1"),
+            (b"REGISTER alice 10.0.0.1", "not an IP:PORT"),
+            (b"REGISTER al ice 10.0.0.1:5", "takes 2 fields"),
+            (b"REGISTER al\xffice 10.0.0.1:5", "not UTF-8"),
+            (b"CONNECT alice bob\n", "not allowed in a name"),
+            (b"PUNCH alice bob 12", "16 hex digits"),
+            (b"PUNCH alice bob 0123456789abcdeg", "not a hex token"),
+            (b"MSG 0123", "MSG without a token"),
+            (b"MSG 0123456789abcdefhello", "without a space"),
+        ] {
+            let error = parse(datagram).unwrap_err();
+            assert!(error.contains(reason), "{datagram:?}: {error}");
+        }
+        let long_name = "x".repeat(MAX_NAME + 1);
+        assert!(parse_name(&long_name).is_err());
+        assert!(parse_name(&"x".repeat(MAX_NAME)).is_ok());
+    }
+
+    #[test]
+    fn previews_escape_and_shorten() {
+        assert_eq!(preview(b"ab\xff\n"), "ab\\xff\\n");
+        assert_eq!(preview(&[b'x'; 50]), format!("{}...", "x".repeat(40)));
+    }
+}

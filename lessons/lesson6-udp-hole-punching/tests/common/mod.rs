@@ -1,0 +1,119 @@
+//! Plumbing for lesson 6's tests: start the rendezvous and peers on
+//! loopback, and a plain UDP socket that speaks the protocol, to play a
+//! peer (or a stranger) the test controls exactly.
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::Duration;
+
+use lesson6_udp_hole_punching::protocol::{self, Message};
+use testkit::{LOCALHOST, Running, command, find_socket_addr};
+
+pub const RENDEZVOUS: &str = "lesson6-rendezvous";
+pub const PEER: &str = "lesson6-peer";
+pub const PROMPT: &str = "Enter message ('quit' to exit): ";
+
+/// Starts the rendezvous on a free loopback port with `extra` arguments;
+/// returns it with the address it bound.
+pub fn start_rendezvous(extra: &[&str]) -> (Running, SocketAddr) {
+    let mut args = vec!["--bind", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    let server = Running::start("rendezvous", command(RENDEZVOUS, &args));
+    let line = server.expect_stdout_line("rendezvous listening on ");
+    let addr = find_socket_addr(&line).unwrap_or_else(|| panic!("no address in {line:?}"));
+    (server, addr)
+}
+
+/// Starts a peer named `name` that wants `peer`, bound to a free loopback
+/// port; returns it with its bound address.
+pub fn start_peer(
+    rendezvous: SocketAddr,
+    name: &str,
+    peer: &str,
+    extra: &[&str],
+) -> (Running, SocketAddr) {
+    let rendezvous = rendezvous.to_string();
+    let mut args = vec![];
+    if !extra.contains(&"--bind") {
+        args.extend(["--bind", "127.0.0.1:0"]);
+    }
+    args.extend([
+        "--rendezvous",
+        &rendezvous,
+        "--name",
+        name,
+        "--peer-name",
+        peer,
+    ]);
+    args.extend_from_slice(extra);
+    let running = Running::start(name, command(PEER, &args));
+    let line = running.expect_stdout_line("bound to ");
+    let addr = find_socket_addr(&line).unwrap_or_else(|| panic!("no address in {line:?}"));
+    (running, addr)
+}
+
+/// A UDP socket on loopback that sends and receives protocol messages.
+pub struct Speaker {
+    pub socket: UdpSocket,
+}
+
+impl Speaker {
+    pub fn new() -> Speaker {
+        let socket = UdpSocket::bind(SocketAddr::new(LOCALHOST, 0)).expect("bind a UDP socket");
+        socket
+            .set_read_timeout(Some(testkit::DEADLINE))
+            .expect("set a read timeout");
+        Speaker { socket }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.socket.local_addr().expect("local address")
+    }
+
+    pub fn send(&self, message: &Message, to: SocketAddr) {
+        self.send_bytes(&message.encode(), to);
+    }
+
+    pub fn send_bytes(&self, bytes: &[u8], to: SocketAddr) {
+        self.socket.send_to(bytes, to).expect("send a datagram");
+    }
+
+    /// The next message and its sender; fails after [`testkit::DEADLINE`].
+    pub fn receive(&self) -> (Message, SocketAddr) {
+        let mut buffer = vec![0u8; 65_536];
+        let (len, from) = self
+            .socket
+            .recv_from(&mut buffer)
+            .unwrap_or_else(|err| panic!("{}: no datagram: {err}", self.addr()));
+        let message = protocol::parse(&buffer[..len])
+            .unwrap_or_else(|err| panic!("{}: bad datagram from {from}: {err}", self.addr()));
+        (message, from)
+    }
+
+    /// The next message other than PUNCH (probes repeat while punching).
+    pub fn receive_skipping_probes(&self) -> (Message, SocketAddr) {
+        loop {
+            let received = self.receive();
+            if !matches!(received.0, Message::Punch { .. }) {
+                return received;
+            }
+        }
+    }
+
+    /// Whether any datagram arrives within `wait`.
+    pub fn hears_anything_within(&self, wait: Duration) -> Option<Message> {
+        self.socket
+            .set_read_timeout(Some(wait))
+            .expect("set a read timeout");
+        let mut buffer = vec![0u8; 65_536];
+        let got = self
+            .socket
+            .recv_from(&mut buffer)
+            .ok()
+            .and_then(|(len, _)| protocol::parse(&buffer[..len]).ok());
+        self.socket
+            .set_read_timeout(Some(testkit::DEADLINE))
+            .expect("set a read timeout");
+        got
+    }
+}
