@@ -94,6 +94,6 @@ bench mode="full":
 
 # ---- the network lab ----
 
-# The network lab (root): `just lab up`/`down` builds/removes vm1 and vm2; `just lab chat 1|2|5`, `just lab echo 3|4|5` run a lesson between them in tmux.
+# The network lab (root): `just lab up`/`down` builds/removes vm1 and vm2; `just lab chat 1|2|5`, `just lab echo 3|4|5` run a lesson between them in tmux; `just lab p2p` opens lesson 6 (a rendezvous and two peers behind two NATs).
 lab *args:
     @cargo run -q -p netlab --bin lab -- "$@"
