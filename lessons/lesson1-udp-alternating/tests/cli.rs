@@ -59,12 +59,8 @@ fn bad_input_gets_a_one_line_error() {
 /// EACCES. As root the program runs as user nobody.
 #[test]
 fn a_privileged_port_fails_with_permission_denied() {
-    let (bind, output) = match cli::bind_privileged_port(BIN) {
-        Ok(run) => run,
-        Err(reason) => {
-            println!("skipped: {reason}");
-            return;
-        }
+    let Some((bind, output)) = cli::bind_privileged_port(BIN) else {
+        return;
     };
     assert_eq!(output.status.code(), Some(1), "{output:?}");
     assert_eq!(

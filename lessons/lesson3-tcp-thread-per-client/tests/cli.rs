@@ -72,12 +72,8 @@ fn a_busy_port_fails_with_the_address_the_error_and_a_hint() {
 /// EACCES, reported in one line. As root the server runs as user nobody.
 #[test]
 fn a_privileged_port_fails_with_permission_denied() {
-    let (bind, output) = match cli::bind_privileged_port(SERVER) {
-        Ok(run) => run,
-        Err(reason) => {
-            println!("skipped: {reason}");
-            return;
-        }
+    let Some((bind, output)) = cli::bind_privileged_port(SERVER) else {
+        return;
     };
     assert_eq!(output.status.code(), Some(1), "{output:?}");
     assert_eq!(

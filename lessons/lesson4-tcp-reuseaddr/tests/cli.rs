@@ -50,12 +50,8 @@ fn a_port_another_server_listens_on_still_fails_without_a_hint() {
 /// EACCES, reported in one line. As root the server runs as user nobody.
 #[test]
 fn a_privileged_port_fails_with_permission_denied() {
-    let (bind, output) = match cli::bind_privileged_port(SERVER) {
-        Ok(run) => run,
-        Err(reason) => {
-            println!("skipped: {reason}");
-            return;
-        }
+    let Some((bind, output)) = cli::bind_privileged_port(SERVER) else {
+        return;
     };
     assert_eq!(output.status.code(), Some(1), "{output:?}");
     assert_eq!(

@@ -6,16 +6,17 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
+use std::process::Output;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use assert_cmd::Command;
 use common::{CLIENT, SERVER, cpu_ticks};
 use nix::sys::socket::{
     AddressFamily, Backlog, SockFlag, SockType, SockaddrStorage, bind, listen, setsockopt, socket,
     sockopt,
 };
 use std::os::fd::AsRawFd;
+use testkit::cli;
 use testkit::tcp::{
     buffer_sysctl, client_chat, listening, random_letters, start_client, start_client_bin,
     start_server,
@@ -24,6 +25,12 @@ use testkit::{DEADLINE, LOCALHOST};
 
 fn any_port() -> SocketAddr {
     SocketAddr::new(LOCALHOST, 0)
+}
+
+/// Runs lesson 5's client against `server` with `input` typed in, to the
+/// end; returns its status and all it printed.
+fn run_client(server: SocketAddr, input: impl Into<Vec<u8>>) -> Output {
+    cli::output(CLIENT, &["--server", &server.to_string()], input)
 }
 
 /// Lesson 3's client learns that the server is gone only when it next
@@ -52,12 +59,7 @@ fn an_8_mib_line_comes_back_whole_without_deadlock() {
     let (_server, addr) = start_server(SERVER, any_port(), &[]);
     let line = random_letters(8, 8 * 1024 * 1024);
     let input = [line.as_slice(), b"\n"].concat();
-    let output = Command::new(testkit::bin(CLIENT))
-        .args(["--server", &addr.to_string()])
-        .write_stdin(input)
-        .timeout(DEADLINE)
-        .output()
-        .expect("run the client");
+    let output = run_client(addr, input);
     assert!(
         output.status.success(),
         "{:?}: {}",
@@ -95,12 +97,7 @@ fn end_of_input_half_closes_and_every_echo_still_to_come_is_printed() {
         stream.write_all(&received).expect("the client still reads");
         received
     });
-    let output = Command::new(testkit::bin(CLIENT))
-        .args(["--server", &addr.to_string()])
-        .write_stdin("one\ntwo\nthree\nfour, without newline")
-        .timeout(DEADLINE)
-        .output()
-        .expect("run the client");
+    let output = run_client(addr, "one\ntwo\nthree\nfour, without newline");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{:?}: {stdout}", output.status);
     assert_eq!(
@@ -121,12 +118,7 @@ fn end_of_input_half_closes_and_every_echo_still_to_come_is_printed() {
 #[test]
 fn exit_is_not_sent_and_the_echoes_before_it_are_printed() {
     let (server, addr) = start_server(SERVER, any_port(), &[]);
-    let output = Command::new(testkit::bin(CLIENT))
-        .args(["--server", &addr.to_string()])
-        .write_stdin("first\nsecond\nexit\nnever sent\n")
-        .timeout(DEADLINE)
-        .output()
-        .expect("run the client");
+    let output = run_client(addr, "first\nsecond\nexit\nnever sent\n");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{:?}: {stdout}", output.status);
     assert_eq!(
@@ -233,12 +225,7 @@ fn lesson_3s_client_deadlocks_on_a_line_longer_than_the_buffers() {
 fn the_same_line_and_server_do_not_deadlock_lesson_5s_client() {
     let (addr, server) = small_buffer_echo_server();
     let line = line_longer_than_the_buffers();
-    let output = Command::new(testkit::bin(CLIENT))
-        .args(["--server", &addr.to_string()])
-        .write_stdin([line.as_slice(), b"\n"].concat())
-        .timeout(DEADLINE)
-        .output()
-        .expect("run the client");
+    let output = run_client(addr, [line.as_slice(), b"\n"].concat());
     assert!(output.status.success(), "{:?}", output.status);
     let expected = [
         format!("connected to {addr}\nclient receive: ").as_bytes(),

@@ -45,17 +45,32 @@ pub fn runtime_error(command: Command, wanted: &str) {
     assert_eq!(String::from_utf8_lossy(&output.stderr), wanted);
 }
 
+/// Runs workspace binary `name` with `args` and `input` on stdin, killed
+/// after [`DEADLINE`]; returns its status and all it printed.
+pub fn output(name: &str, args: &[&str], input: impl Into<Vec<u8>>) -> Output {
+    AssertCommand::new(crate::bin(name))
+        .args(args)
+        .write_stdin(input)
+        .timeout(DEADLINE)
+        .output()
+        .unwrap_or_else(|err| panic!("run {name}: {err}"))
+}
+
 /// Runs `name --bind 127.0.0.1:PORT` without privileges (as user nobody
 /// when the tests run as root) on a port only a privileged process may bind
 /// (see [`privileged_port`]), and returns the address it was given with
-/// what it printed; or, where that cannot be shown on this machine, the
-/// reason to skip.
-pub fn bind_privileged_port(name: &str) -> Result<(String, Output), String> {
-    let port = privileged_port()?;
-    let bind = format!("127.0.0.1:{port}");
-    let mut command = crate::command(name, &["--bind", &bind]);
-    let output = unprivileged(&mut command)
-        .output()
-        .map_err(|err| format!("cannot start {name} without privileges: {err}"))?;
-    Ok((bind, output))
+/// what it printed. Where that cannot be shown on this machine, prints
+/// `skipped: ` and the reason, and returns `None`: the test has nothing to
+/// check.
+pub fn bind_privileged_port(name: &str) -> Option<(String, Output)> {
+    let run = || {
+        let port = privileged_port()?;
+        let bind = format!("127.0.0.1:{port}");
+        let mut command = crate::command(name, &["--bind", &bind]);
+        let output = unprivileged(&mut command)
+            .output()
+            .map_err(|err| format!("cannot start {name} without privileges: {err}"))?;
+        Ok::<_, String>((bind, output))
+    };
+    run().map_err(|reason| println!("skipped: {reason}")).ok()
 }
