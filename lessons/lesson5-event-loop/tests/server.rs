@@ -13,7 +13,8 @@ use std::time::Duration;
 use common::{SERVER, cpu_ticks};
 use nix::sys::signal::Signal;
 use testkit::tcp::{
-    assert_echo, client_chat, connect, echo, random_bytes, start_client, start_server,
+    VanishingClient, assert_echo, client_chat, connect, echo, random_bytes, start_client,
+    start_server,
 };
 use testkit::{LOCALHOST, Running, TcpState};
 
@@ -107,21 +108,14 @@ fn serves_ipv6_clients() {
 #[test]
 fn a_client_vanishing_mid_echo_leaves_the_server_serving() {
     let (server, addr) = start_server(SERVER, any_port(), &[]);
-    let rude = connect(addr);
-    let rude_addr = rude.local_addr().unwrap();
     // Send a mebibyte and never read the echo, then close with unread data:
     // the kernel resets the connection, so the server's send or recv fails
     // (EPIPE or ECONNRESET). Without MSG_NOSIGNAL a SIGPIPE would kill it.
-    let mut writer = rude.try_clone().unwrap();
-    let payload = random_bytes(5, 1024 * 1024);
-    let sender = thread::spawn(move || {
-        // Fails with a reset once the server has given up on us: expected.
-        let _ = writer.write_all(&payload);
-    });
+    let rude = VanishingClient::start(addr, random_bytes(5, 1024 * 1024));
+    let rude_addr = rude.local_addr();
     server.expect_stdout_line(&format!("client {rude_addr} connected"));
     server.expect_stdout_line(&format!("recv from {rude_addr}"));
-    drop(rude);
-    sender.join().unwrap();
+    rude.vanish();
     let error = server.expect_stderr_line(&format!("client {rude_addr}"));
     assert!(
         error.contains("ECONNRESET") || error.contains("EPIPE"),

@@ -162,6 +162,43 @@ pub fn assert_echo(stream: &TcpStream, data: &[u8]) {
     }
 }
 
+/// A client that vanishes in the middle of an echo: it sends a payload
+/// from a second thread and never reads the echo, then [`vanish`]es,
+/// closing with unread data, which makes its kernel reset the connection
+/// (tcp(7)): the server's next send or recv on it fails.
+///
+/// [`vanish`]: VanishingClient::vanish
+pub struct VanishingClient {
+    stream: TcpStream,
+    sender: thread::JoinHandle<()>,
+}
+
+impl VanishingClient {
+    /// Connects to `addr` and starts sending `payload`.
+    pub fn start(addr: SocketAddr, payload: Vec<u8>) -> VanishingClient {
+        let stream = connect(addr);
+        let mut writer = stream.try_clone().expect("clone the stream");
+        let sender = thread::spawn(move || {
+            // Fails with a reset once the server has given up on us:
+            // expected, so the result is not looked at.
+            let _ = writer.write_all(&payload);
+        });
+        VanishingClient { stream, sender }
+    }
+
+    /// The client's address, as the server logs it.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.stream.local_addr().expect("local address")
+    }
+
+    /// Closes the connection with the echo unread, and waits for the
+    /// sending thread, which the reset (or the last byte sent) ends.
+    pub fn vanish(self) {
+        drop(self.stream);
+        self.sender.join().expect("sending thread");
+    }
+}
+
 /// Resets `stream`: SO_LINGER with a zero timeout makes the close send an
 /// RST instead of a FIN, as a client that crashes mid-connection might.
 pub fn reset(stream: TcpStream) {
