@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
 use common::CHAT;
 use testkit::tcp::random_letters;
-use testkit::udp::{PROMPT, bound_socket, receive, start_peer};
+use testkit::udp::{PROMPT, SocketPeer, bound_socket, start_peer};
 use testkit::{LOCALHOST, Running, free_udp_addr};
 
 /// Lessons 1 and 2 wait this long per receive; short keeps lesson 1's turns
@@ -104,35 +104,26 @@ fn talks_with_a_lesson_1_peer_both_ways() {
 /// sent whole. The other side is a plain UDP socket, as `nc -u` would be.
 #[test]
 fn a_message_shows_while_a_line_is_half_typed() {
-    let socket = bound_socket(LOCALHOST);
-    let socket_addr = socket.local_addr().unwrap();
-    let (mut chat, chat_addr) =
-        start_peer(CHAT, CHAT, SocketAddr::new(LOCALHOST, 0), socket_addr, &[]);
-    chat.expect_stdout(PROMPT);
-    chat.type_bytes(b"half a li");
-    socket.send_to(b"incoming!", chat_addr).unwrap();
-    chat.expect_stdout_line(&format!("[from {socket_addr}] incoming!"));
-    chat.type_bytes(b"ne\n");
-    assert_eq!(receive(&socket), b"half a line");
-    quit(&mut chat);
+    let mut chat = SocketPeer::start(CHAT, LOCALHOST, &[]);
+    chat.app.type_bytes(b"half a li");
+    chat.send(b"incoming!");
+    assert_eq!(chat.printed_message(), "incoming!");
+    chat.app.type_bytes(b"ne\n");
+    assert_eq!(chat.receive(), b"half a line");
+    quit(&mut chat.app);
 }
 
 #[test]
 fn a_60000_byte_datagram_arrives_whole_both_ways() {
-    let socket = bound_socket(LOCALHOST);
-    let socket_addr = socket.local_addr().unwrap();
-    let (mut chat, chat_addr) =
-        start_peer(CHAT, CHAT, SocketAddr::new(LOCALHOST, 0), socket_addr, &[]);
+    let mut chat = SocketPeer::start(CHAT, LOCALHOST, &[]);
     let outgoing = random_letters(1, 60_000);
-    chat.type_bytes(&[outgoing.as_slice(), b"\n"].concat());
-    assert_eq!(receive(&socket), outgoing, "one datagram, whole");
+    chat.app.type_bytes(&[outgoing.as_slice(), b"\n"].concat());
+    assert_eq!(chat.receive(), outgoing, "one datagram, whole");
     let incoming = random_letters(2, 60_000);
-    socket.send_to(&incoming, chat_addr).unwrap();
-    let from = format!("[from {socket_addr}] ");
-    let line = chat.expect_stdout_line(&from);
+    chat.send(&incoming);
     assert_eq!(
-        line.split_once(&from).map(|(_, text)| text.as_bytes()),
-        Some(incoming.as_slice()),
+        chat.printed_message().as_bytes(),
+        incoming.as_slice(),
         "printed whole, not cut"
     );
 }

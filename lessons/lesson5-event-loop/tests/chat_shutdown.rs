@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::CHAT;
 use nix::sys::signal::Signal;
-use testkit::udp::{PROMPT, bound_socket, receive, start_peer};
+use testkit::udp::{PROMPT, SocketPeer, bound_socket, start_peer};
 use testkit::{LOCALHOST, Running};
 
 /// Lesson 2 needed up to one receive timeout (a second) to stop; lesson 5
@@ -79,16 +79,9 @@ fn quit_and_end_of_input_exit_zero() {
 /// A last line without a newline is still sent at the end of input.
 #[test]
 fn a_last_line_without_newline_is_sent_at_end_of_input() {
-    let socket = bound_socket(LOCALHOST);
-    let (mut chat, _) = start_peer(
-        CHAT,
-        CHAT,
-        SocketAddr::new(LOCALHOST, 0),
-        socket.local_addr().unwrap(),
-        &[],
-    );
-    chat.type_bytes(b"no newline");
-    chat.close_stdin();
-    assert_eq!(receive(&socket), b"no newline");
-    assert_clean_exit(&mut chat, "end of input, quitting...");
+    let mut chat = SocketPeer::start(CHAT, LOCALHOST, &[]);
+    chat.app.type_bytes(b"no newline");
+    chat.app.close_stdin();
+    assert_eq!(chat.receive(), b"no newline");
+    assert_clean_exit(&mut chat.app, "end of input, quitting...");
 }
