@@ -11,7 +11,7 @@
 pub mod cli;
 mod generated;
 mod process;
-/// Helpers for the TCP lessons (3 and 4): servers, clients, echoes, TCP states.
+/// Helpers for the TCP lessons (3, 4 and 5): servers, clients, echoes, TCP states.
 pub mod tcp;
 mod tcp_table;
 pub mod udp;

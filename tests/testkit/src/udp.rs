@@ -1,7 +1,7 @@
-//! Plumbing for the UDP lessons' (1 and 2) tests: start a chat peer on a
+//! Plumbing for the chat tests (lessons 1, 2 and 5): start a chat peer on a
 //! free port and read its address back, start two peers that know each
-//! other, and a plain UDP socket standing in for `nc -u`. What the lessons
-//! must do is asserted in their own test files.
+//! other, a plain UDP socket standing in for `nc -u`, and store a chat for
+//! the book. What the lessons must do is asserted in their own test files.
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 
