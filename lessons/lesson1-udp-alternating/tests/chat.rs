@@ -4,10 +4,10 @@
 //! Lesson 1 receives only between two typed lines, so wherever a test
 //! expects a message to show, it first presses Enter (types an empty line).
 
-use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr};
 
-use testkit::udp::{self, FAST, PROMPT, SocketPeer, message};
-use testkit::{LOCALHOST, check_generated, free_udp_addr, normalize};
+use testkit::LOCALHOST;
+use testkit::udp::{self, FAST, PROMPT, SocketPeer};
 
 const BIN: &str = "lesson1-udp-alternating";
 
@@ -51,9 +51,7 @@ fn talks_with_a_lesson_2_peer() {
 #[test]
 fn a_60000_byte_line_arrives_whole_both_ways() {
     let mut chat = SocketPeer::start(BIN, LOCALHOST, FAST);
-    let line: String = (0..60_000)
-        .map(|i| char::from(b'a' + (i % 26) as u8))
-        .collect();
+    let line = udp::random_line(1, 60_000);
     chat.app.type_line(&line);
     assert_eq!(
         chat.receive(),
@@ -62,17 +60,10 @@ fn a_60000_byte_line_arrives_whole_both_ways() {
     );
     chat.app
         .expect_stdout_line(&format!("[sent {} bytes]", line.len()));
-    let incoming: String = (0..60_000)
-        .map(|i| char::from(b'A' + (i % 26) as u8))
-        .collect();
+    let incoming = udp::random_line(2, 60_000);
     chat.send(incoming.as_bytes());
     chat.app.type_line("");
-    let from = format!("[from {}] ", chat.socket_addr());
-    assert_eq!(
-        message(&chat.app.expect_stdout_line(&from), &from),
-        incoming,
-        "printed whole, not cut"
-    );
+    assert_eq!(chat.printed_message(), incoming, "printed whole, not cut");
 }
 
 /// Payloads that are not text: invalid UTF-8 prints lossily, an empty
@@ -80,17 +71,13 @@ fn a_60000_byte_line_arrives_whole_both_ways() {
 #[test]
 fn prints_invalid_utf8_lossily_and_empty_datagrams_as_empty() {
     let mut chat = SocketPeer::start(BIN, LOCALHOST, FAST);
-    let from = format!("[from {}] ", chat.socket_addr());
     chat.send(b"caf\xE9 au lait");
     chat.app.type_line("");
-    assert_eq!(
-        message(&chat.app.expect_stdout_line(&from), &from),
-        "caf\u{FFFD} au lait"
-    );
+    assert_eq!(chat.printed_message(), "caf\u{FFFD} au lait");
     chat.send(b"");
     chat.app.type_line("");
     assert_eq!(
-        message(&chat.app.expect_stdout_line(&from), &from),
+        chat.printed_message(),
         "",
         "an empty datagram is an empty message"
     );
@@ -117,20 +104,10 @@ fn send_failures_are_reported_and_the_chat_goes_on() {
         "the chat goes on after EMSGSIZE"
     );
 
-    let dead_peer = free_udp_addr(LOCALHOST);
-    let (mut lonely, _) = udp::start_peer(
-        "lonely",
-        BIN,
-        SocketAddr::new(LOCALHOST, 0),
-        dead_peer,
-        FAST,
-    );
+    let mut lonely = udp::start_alone(BIN, LOCALHOST, FAST);
     for line in ["anyone there?", "hello?"] {
-        lonely.expect_stdout(PROMPT);
-        lonely.type_line(line);
-        lonely.expect_stdout_line(&format!("[sent {} bytes]", line.len()));
+        udp::send_line(&mut lonely, line);
     }
-    lonely.expect_stdout(PROMPT);
     lonely.type_line("quit");
     assert!(lonely.wait_exit().success(), "{}", lonely.describe());
     assert_eq!(lonely.stderr(), "", "nothing to report: UDP cannot tell");
@@ -169,14 +146,5 @@ fn book_session() {
         peer.type_line("quit");
         assert!(peer.wait_exit().success(), "{}", peer.describe());
     }
-    let mut replacements = udp::book_replacements(a_addr, b_addr);
-    replacements.push(("--bind 127.0.0.1:0".into(), "--bind 127.0.0.1:55566".into()));
-    check_generated(
-        "lesson1-peer-a.txt",
-        &normalize(&a.transcript(), &replacements),
-    );
-    check_generated(
-        "lesson1-peer-b.txt",
-        &normalize(&b.transcript(), &replacements),
-    );
+    udp::check_book_session("lesson1", (&a, a_addr), (&b, b_addr));
 }

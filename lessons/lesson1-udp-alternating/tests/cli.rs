@@ -2,35 +2,15 @@
 //! 2), what the kernel refuses is one `error:` line (status 1), never a
 //! panic; a flag given twice takes its last value.
 
-use assert_cmd::Command as AssertCommand;
-use predicates::prelude::*;
+use testkit::cli::{self, runtime_error};
 use testkit::udp::{self, PROMPT};
 use testkit::{LOCALHOST, command};
 
 const BIN: &str = "lesson1-udp-alternating";
 
-/// Runs the program with `args` and empty input; asserts a usage error
-/// (status 2) whose message contains `wanted`.
+/// `args` are a usage error whose message contains `wanted`.
 fn usage_error(args: &[&str], wanted: &str) {
-    AssertCommand::new(testkit::bin(BIN))
-        .args(args)
-        .timeout(testkit::DEADLINE)
-        .assert()
-        .code(2)
-        .stderr(predicate::str::contains(wanted).and(predicate::str::contains("panicked").not()));
-}
-
-/// Runs the program with `args` and empty input; asserts exit status 1 and
-/// exactly `wanted` on stderr (one line).
-fn bind_error(command: std::process::Command, wanted: &str) {
-    let output = AssertCommand::from_std(command)
-        .write_stdin("")
-        .timeout(testkit::DEADLINE)
-        .assert()
-        .code(1)
-        .get_output()
-        .clone();
-    assert_eq!(String::from_utf8_lossy(&output.stderr), wanted);
+    cli::usage_error(BIN, args, wanted);
 }
 
 /// What cannot be parsed is a usage error; what the kernel refuses (a port
@@ -62,13 +42,13 @@ fn bad_input_gets_a_one_line_error() {
     // The port is taken by another socket.
     let taken = udp::bound_socket(LOCALHOST);
     let addr = taken.local_addr().unwrap().to_string();
-    bind_error(
+    runtime_error(
         command(BIN, &["--bind", &addr]),
         &format!("error: cannot bind UDP socket to {addr}: EADDRINUSE: Address already in use\n"),
     );
     // An address that belongs to no interface of this machine (TEST-NET-1,
     // reserved for documentation): bind fails locally, nothing is sent.
-    bind_error(
+    runtime_error(
         command(BIN, &["--bind", "192.0.2.1:55566"]),
         "error: cannot bind UDP socket to 192.0.2.1:55566: EADDRNOTAVAIL: Cannot assign requested address\n",
     );
@@ -79,22 +59,8 @@ fn bad_input_gets_a_one_line_error() {
 /// EACCES. As root the program runs as user nobody.
 #[test]
 fn a_privileged_port_fails_with_permission_denied() {
-    let port = match testkit::privileged_port() {
-        Ok(port) => port,
-        Err(reason) => {
-            println!("skipped: {reason}");
-            return;
-        }
-    };
-    let bind = format!("127.0.0.1:{port}");
-    let mut command = command(BIN, &["--bind", &bind]);
-    testkit::unprivileged(&mut command);
-    let output = match command.output() {
-        Ok(output) => output,
-        Err(err) => {
-            println!("skipped: cannot start the program without privileges: {err}");
-            return;
-        }
+    let Some((bind, output)) = cli::bind_privileged_port(BIN) else {
+        return;
     };
     assert_eq!(output.status.code(), Some(1), "{output:?}");
     assert_eq!(

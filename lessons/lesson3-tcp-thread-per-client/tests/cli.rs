@@ -3,44 +3,33 @@
 
 use std::net::SocketAddr;
 
-use assert_cmd::Command;
 use predicates::prelude::*;
 use testkit::LOCALHOST;
-
-const SERVER: &str = "lesson3-server";
+use testkit::cli::{self, run, usage_error};
 use testkit::tcp::{start_server, start_server_expecting_failure};
 
-fn run(name: &str, args: &[&str]) -> assert_cmd::assert::Assert {
-    Command::new(testkit::bin(name))
-        .args(args)
-        .timeout(testkit::DEADLINE)
-        .assert()
-}
+const SERVER: &str = "lesson3-server";
+const CLIENT: &str = "lesson3-client";
 
 #[test]
 fn bad_arguments_exit_2_with_usage() {
-    for name in ["lesson3-server", "lesson3-client"] {
-        run(name, &["--no-such-flag"]).code(2).stderr(
-            predicate::str::contains("Usage:").and(predicate::str::contains("panicked").not()),
-        );
+    for name in [SERVER, CLIENT] {
+        usage_error(name, &["--no-such-flag"], "Usage:");
     }
     for (name, args) in [
-        ("lesson3-server", ["--bind", "localhost"]),
-        ("lesson3-server", ["--bind", "127.0.0.1"]),
-        ("lesson3-server", ["--backlog", "0"]),
-        ("lesson3-server", ["--backlog", "many"]),
-        ("lesson3-client", ["--server", "127.0.0.1:99999"]),
+        (SERVER, ["--bind", "localhost"]),
+        (SERVER, ["--bind", "127.0.0.1"]),
+        (SERVER, ["--backlog", "0"]),
+        (SERVER, ["--backlog", "many"]),
+        (CLIENT, ["--server", "127.0.0.1:99999"]),
     ] {
-        run(name, &args).code(2).stderr(
-            predicate::str::contains(format!("invalid value '{}'", args[1]))
-                .and(predicate::str::contains("panicked").not()),
-        );
+        usage_error(name, &args, &format!("invalid value '{}'", args[1]));
     }
 }
 
 #[test]
 fn help_says_how_to_listen_on_all_interfaces() {
-    run("lesson3-server", &["--help"])
+    run(SERVER, &["--help"])
         .success()
         .stdout(predicate::str::contains("--bind 0.0.0.0:8890"));
 }
@@ -49,23 +38,18 @@ fn help_says_how_to_listen_on_all_interfaces() {
 fn the_client_reports_connection_refused_in_one_line() {
     // A port nobody listens on: a listener's port, closed again.
     let addr = testkit::free_tcp_addr(LOCALHOST).to_string();
-    let output = run("lesson3-client", &["--server", &addr])
-        .code(1)
-        .get_output()
-        .clone();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(
-        stderr,
-        format!(
+    cli::runtime_error(
+        testkit::command(CLIENT, &["--server", &addr]),
+        &format!(
             "error: cannot connect to {addr}: ECONNREFUSED: Connection refused; is the server running?\n"
-        )
+        ),
     );
 }
 
 #[test]
 fn a_busy_port_fails_with_the_address_the_error_and_a_hint() {
-    let (_server, addr) = start_server("lesson3-server", SocketAddr::new(LOCALHOST, 0), &[]);
-    let second = start_server_expecting_failure("lesson3-server", addr);
+    let (_server, addr) = start_server(SERVER, SocketAddr::new(LOCALHOST, 0), &[]);
+    let second = start_server_expecting_failure(SERVER, addr);
     let stderr = second.stderr();
     let mut lines = stderr.lines();
     assert_eq!(
@@ -88,21 +72,8 @@ fn a_busy_port_fails_with_the_address_the_error_and_a_hint() {
 /// EACCES, reported in one line. As root the server runs as user nobody.
 #[test]
 fn a_privileged_port_fails_with_permission_denied() {
-    let port = match testkit::privileged_port() {
-        Ok(port) => port,
-        Err(reason) => {
-            println!("skipped: {reason}");
-            return;
-        }
-    };
-    let bind = format!("127.0.0.1:{port}");
-    let mut command = testkit::command(SERVER, &["--bind", &bind]);
-    let output = match testkit::unprivileged(&mut command).output() {
-        Ok(output) => output,
-        Err(err) => {
-            println!("skipped: cannot start the server without privileges: {err}");
-            return;
-        }
+    let Some((bind, output)) = cli::bind_privileged_port(SERVER) else {
+        return;
     };
     assert_eq!(output.status.code(), Some(1), "{output:?}");
     assert_eq!(

@@ -16,20 +16,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use nix::libc;
-use testkit::tcp::{start_client, start_server};
+use testkit::tcp::{buffer_max, start_client, start_server};
 use testkit::{DEADLINE, LOCALHOST, find_socket_addr};
-
-/// The largest value of a three-value TCP buffer sysctl (`tcp_wmem`,
-/// `tcp_rmem`): how far the kernel may grow that buffer by itself.
-fn buffer_max(sysctl: &str) -> usize {
-    let path = format!("/proc/sys/net/ipv4/{sysctl}");
-    let text =
-        std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("cannot read {path}: {err}"));
-    text.split_whitespace()
-        .nth(2)
-        .and_then(|max| max.parse().ok())
-        .unwrap_or_else(|| panic!("{path} holds {text:?}, not three numbers"))
-}
 
 /// What `ss` shows as Send-Q and Recv-Q for a connected TCP socket.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

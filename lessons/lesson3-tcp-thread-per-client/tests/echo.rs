@@ -8,8 +8,8 @@ use std::thread;
 use nix::sys::signal::Signal;
 use nix::sys::socket::{Shutdown, SockaddrStorage, getsockname, getsockopt, shutdown, sockopt};
 use testkit::tcp::{
-    assert_echo, client_chat, close, connect, echo, random_bytes, reset, start_client,
-    start_server, wait_for_socket,
+    VanishingClient, assert_echo, client_chat, close, connect, echo, random_bytes, reset,
+    start_client, start_server, wait_for_socket,
 };
 use testkit::{LOCALHOST, TcpState};
 
@@ -83,22 +83,15 @@ fn one_mebibyte_of_random_bytes_comes_back_exactly() {
 #[test]
 fn a_client_vanishing_mid_echo_leaves_the_server_serving() {
     let (server, addr) = start_server("lesson3-server", any_port(), &[]);
-    let rude = connect(addr);
-    let rude_addr = rude.local_addr().unwrap();
     // Send a mebibyte and never read the echo: the server blocks sending to
     // a full receive buffer. Closing with unread data makes the kernel reset
     // the connection, so the server's send or recv fails (EPIPE or
     // ECONNRESET). Without MSG_NOSIGNAL a SIGPIPE could kill the server here.
-    let mut writer = rude.try_clone().unwrap();
-    let payload = random_bytes(5, 1024 * 1024);
-    let sender = thread::spawn(move || {
-        // Fails with a reset once the server has given up on us: expected.
-        let _ = writer.write_all(&payload);
-    });
+    let rude = VanishingClient::start(addr, random_bytes(5, 1024 * 1024));
+    let rude_addr = rude.local_addr();
     server.expect_stdout_line(&format!("client {rude_addr} connected"));
     thread::sleep(std::time::Duration::from_millis(50));
-    drop(rude);
-    sender.join().unwrap();
+    rude.vanish();
     let error = server.expect_stderr_line(&format!("client {rude_addr}"));
     assert!(
         error.contains("ECONNRESET") || error.contains("EPIPE"),

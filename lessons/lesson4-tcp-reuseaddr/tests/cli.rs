@@ -3,43 +3,31 @@
 
 use std::net::SocketAddr;
 
-use assert_cmd::Command;
 use predicates::prelude::*;
 use testkit::LOCALHOST;
-
-const SERVER: &str = "lesson4-server";
+use testkit::cli::{self, run, usage_error};
 use testkit::tcp::{assert_echo, connect, start_server, start_server_expecting_failure};
 
-fn run(args: &[&str]) -> assert_cmd::assert::Assert {
-    Command::new(testkit::bin("lesson4-server"))
-        .args(args)
-        .timeout(testkit::DEADLINE)
-        .assert()
-}
+const SERVER: &str = "lesson4-server";
 
 #[test]
 fn bad_arguments_exit_2_with_usage() {
-    run(&["--no-such-flag"])
-        .code(2)
-        .stderr(predicate::str::contains("Usage:").and(predicate::str::contains("panicked").not()));
+    usage_error(SERVER, &["--no-such-flag"], "Usage:");
     for args in [["--bind", "localhost:8890"], ["--backlog", "0"]] {
-        run(&args).code(2).stderr(
-            predicate::str::contains(format!("invalid value '{}'", args[1]))
-                .and(predicate::str::contains("panicked").not()),
-        );
+        usage_error(SERVER, &args, &format!("invalid value '{}'", args[1]));
     }
 }
 
 #[test]
 fn help_says_how_to_listen_on_all_interfaces() {
-    run(&["--help"])
+    run(SERVER, &["--help"])
         .success()
         .stdout(predicate::str::contains("--bind 0.0.0.0:8890"));
 }
 
 #[test]
 fn echoes_like_lesson_3() {
-    let (server, addr) = start_server("lesson4-server", SocketAddr::new(LOCALHOST, 0), &[]);
+    let (server, addr) = start_server(SERVER, SocketAddr::new(LOCALHOST, 0), &[]);
     let stream = connect(addr);
     let me = stream.local_addr().unwrap();
     assert_echo(&stream, b"hello, lesson 4\n");
@@ -49,8 +37,8 @@ fn echoes_like_lesson_3() {
 #[test]
 fn a_port_another_server_listens_on_still_fails_without_a_hint() {
     // SO_REUSEADDR never lets two sockets listen on one port.
-    let (_server, addr) = start_server("lesson4-server", SocketAddr::new(LOCALHOST, 0), &[]);
-    let second = start_server_expecting_failure("lesson4-server", addr);
+    let (_server, addr) = start_server(SERVER, SocketAddr::new(LOCALHOST, 0), &[]);
+    let second = start_server_expecting_failure(SERVER, addr);
     assert_eq!(
         second.stderr(),
         format!("error: cannot bind TCP socket to {addr}: EADDRINUSE: Address already in use\n")
@@ -62,21 +50,8 @@ fn a_port_another_server_listens_on_still_fails_without_a_hint() {
 /// EACCES, reported in one line. As root the server runs as user nobody.
 #[test]
 fn a_privileged_port_fails_with_permission_denied() {
-    let port = match testkit::privileged_port() {
-        Ok(port) => port,
-        Err(reason) => {
-            println!("skipped: {reason}");
-            return;
-        }
-    };
-    let bind = format!("127.0.0.1:{port}");
-    let mut command = testkit::command(SERVER, &["--bind", &bind]);
-    let output = match testkit::unprivileged(&mut command).output() {
-        Ok(output) => output,
-        Err(err) => {
-            println!("skipped: cannot start the server without privileges: {err}");
-            return;
-        }
+    let Some((bind, output)) = cli::bind_privileged_port(SERVER) else {
+        return;
     };
     assert_eq!(output.status.code(), Some(1), "{output:?}");
     assert_eq!(

@@ -11,8 +11,9 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::{connect, echo, random_letters, rss_kib, start_server};
+use common::{SERVER, rss_kib};
 use testkit::LOCALHOST;
+use testkit::tcp::{connect, echo, random_letters, start_server};
 
 /// What the client tries to push: far more than the kernel's buffers on
 /// both sides hold (a few MiB each on Linux by default).
@@ -25,7 +26,7 @@ const RSS_GROWTH_BOUND_KIB: u64 = 4 * 1024;
 
 #[test]
 fn a_client_that_never_reads_cannot_grow_the_server_and_others_are_served() {
-    let (server, addr) = start_server(SocketAddr::new(LOCALHOST, 0), &[]);
+    let (server, addr) = start_server(SERVER, SocketAddr::new(LOCALHOST, 0), &[]);
     // Warm up: one echo, so the server's buffers and allocator are in use.
     let other = connect(addr);
     assert_eq!(echo(&other, b"warm-up\n"), b"warm-up\n");

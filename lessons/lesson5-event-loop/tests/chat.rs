@@ -7,8 +7,10 @@ mod common;
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
-use common::{CHAT, PROMPT, receive, start_chat, udp_socket};
-use testkit::{LOCALHOST, Running, check_generated, free_udp_addr, normalize};
+use common::CHAT;
+use testkit::tcp::random_letters;
+use testkit::udp::{PROMPT, SocketPeer, bound_socket, start_peer};
+use testkit::{LOCALHOST, Running, free_udp_addr};
 
 /// Lessons 1 and 2 wait this long per receive; short keeps lesson 1's turns
 /// quick.
@@ -23,7 +25,7 @@ fn start_pair(
     b_extra: &[&str],
 ) -> (Running, SocketAddr, Running, SocketAddr) {
     let b_addr = free_udp_addr(ip);
-    let (a, a_addr) = start_chat("peer A", CHAT, SocketAddr::new(ip, 0), b_addr, &[]);
+    let (a, a_addr) = start_peer("peer A", CHAT, SocketAddr::new(ip, 0), b_addr, &[]);
     let line = a.expect_stdout_line("start the peer with: ");
     let printed = line.split_once("start the peer with: ").map(|(_, c)| c);
     let words: Vec<&str> = printed.unwrap_or_default().split_whitespace().collect();
@@ -33,7 +35,7 @@ fn start_pair(
         ["just", "lesson5", "b", "--bind", &b_bind, "--peer", &b_peer],
         "peer A prints the `just` command that starts peer B: {line}"
     );
-    let (b, bound) = start_chat("peer B", bin_b, b_addr, a_addr, b_extra);
+    let (b, bound) = start_peer("peer B", bin_b, b_addr, a_addr, b_extra);
     assert_eq!(bound, b_addr);
     (a, a_addr, b, b_addr)
 }
@@ -102,35 +104,26 @@ fn talks_with_a_lesson_1_peer_both_ways() {
 /// sent whole. The other side is a plain UDP socket, as `nc -u` would be.
 #[test]
 fn a_message_shows_while_a_line_is_half_typed() {
-    let socket = udp_socket(LOCALHOST);
-    let socket_addr = socket.local_addr().unwrap();
-    let (mut chat, chat_addr) =
-        start_chat(CHAT, CHAT, SocketAddr::new(LOCALHOST, 0), socket_addr, &[]);
-    chat.expect_stdout(PROMPT);
-    chat.type_bytes(b"half a li");
-    socket.send_to(b"incoming!", chat_addr).unwrap();
-    chat.expect_stdout_line(&format!("[from {socket_addr}] incoming!"));
-    chat.type_bytes(b"ne\n");
-    assert_eq!(receive(&socket), b"half a line");
-    quit(&mut chat);
+    let mut chat = SocketPeer::start(CHAT, LOCALHOST, &[]);
+    chat.app.type_bytes(b"half a li");
+    chat.send(b"incoming!");
+    assert_eq!(chat.printed_message(), "incoming!");
+    chat.app.type_bytes(b"ne\n");
+    assert_eq!(chat.receive(), b"half a line");
+    quit(&mut chat.app);
 }
 
 #[test]
 fn a_60000_byte_datagram_arrives_whole_both_ways() {
-    let socket = udp_socket(LOCALHOST);
-    let socket_addr = socket.local_addr().unwrap();
-    let (mut chat, chat_addr) =
-        start_chat(CHAT, CHAT, SocketAddr::new(LOCALHOST, 0), socket_addr, &[]);
-    let outgoing = common::random_letters(1, 60_000);
-    chat.type_bytes(&[outgoing.as_slice(), b"\n"].concat());
-    assert_eq!(receive(&socket), outgoing, "one datagram, whole");
-    let incoming = common::random_letters(2, 60_000);
-    socket.send_to(&incoming, chat_addr).unwrap();
-    let from = format!("[from {socket_addr}] ");
-    let line = chat.expect_stdout_line(&from);
+    let mut chat = SocketPeer::start(CHAT, LOCALHOST, &[]);
+    let outgoing = random_letters(1, 60_000);
+    chat.app.type_bytes(&[outgoing.as_slice(), b"\n"].concat());
+    assert_eq!(chat.receive(), outgoing, "one datagram, whole");
+    let incoming = random_letters(2, 60_000);
+    chat.send(&incoming);
     assert_eq!(
-        line.split_once(&from).map(|(_, text)| text.as_bytes()),
-        Some(incoming.as_slice()),
+        chat.printed_message().as_bytes(),
+        incoming.as_slice(),
         "printed whole, not cut"
     );
 }
@@ -139,12 +132,12 @@ fn a_60000_byte_datagram_arrives_whole_both_ways() {
 /// warning, unless `--accept-any`.
 #[test]
 fn drops_datagrams_from_a_third_socket_unless_accept_any() {
-    let peer = udp_socket(LOCALHOST);
-    let stranger = udp_socket(LOCALHOST);
+    let peer = bound_socket(LOCALHOST);
+    let stranger = bound_socket(LOCALHOST);
     let (peer_addr, stranger_addr) = (peer.local_addr().unwrap(), stranger.local_addr().unwrap());
     let any_port = SocketAddr::new(LOCALHOST, 0);
 
-    let (strict, strict_addr) = start_chat("strict", CHAT, any_port, peer_addr, &[]);
+    let (strict, strict_addr) = start_peer("strict", CHAT, any_port, peer_addr, &[]);
     stranger.send_to(b"intruder", strict_addr).unwrap();
     let warning = strict.expect_stderr_line("dropped");
     assert!(
@@ -161,7 +154,7 @@ fn drops_datagrams_from_a_third_socket_unless_accept_any() {
         strict.describe()
     );
 
-    let (open, open_addr) = start_chat("open", CHAT, any_port, peer_addr, &["--accept-any"]);
+    let (open, open_addr) = start_peer("open", CHAT, any_port, peer_addr, &["--accept-any"]);
     stranger
         .send_to(b"hello from a stranger", open_addr)
         .unwrap();
@@ -184,14 +177,5 @@ fn book_session() {
     assert!(a.wait_exit().success(), "{}", a.describe());
     b.close_stdin();
     assert!(b.wait_exit().success(), "{}", b.describe());
-    let mut replacements = testkit::udp::book_replacements(a_addr, b_addr);
-    replacements.push(("--bind 127.0.0.1:0".into(), "--bind 127.0.0.1:55566".into()));
-    check_generated(
-        "lesson5-peer-a.txt",
-        &normalize(&a.transcript(), &replacements),
-    );
-    check_generated(
-        "lesson5-peer-b.txt",
-        &normalize(&b.transcript(), &replacements),
-    );
+    testkit::udp::check_book_session("lesson5", (&a, a_addr), (&b, b_addr));
 }

@@ -8,8 +8,9 @@ mod common;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::{CHAT, PROMPT, start_chat, udp_socket};
+use common::CHAT;
 use nix::sys::signal::Signal;
+use testkit::udp::{PROMPT, SocketPeer, bound_socket, start_peer};
 use testkit::{LOCALHOST, Running};
 
 /// Lesson 2 needed up to one receive timeout (a second) to stop; lesson 5
@@ -17,8 +18,8 @@ use testkit::{LOCALHOST, Running};
 const WITHIN: Duration = Duration::from_millis(1500);
 
 fn start() -> Running {
-    let peer = udp_socket(LOCALHOST).local_addr().expect("local address");
-    start_chat(CHAT, CHAT, SocketAddr::new(LOCALHOST, 0), peer, &[]).0
+    let peer = bound_socket(LOCALHOST).local_addr().expect("local address");
+    start_peer(CHAT, CHAT, SocketAddr::new(LOCALHOST, 0), peer, &[]).0
 }
 
 /// Waits for the exit, at most [`WITHIN`]; checks status 0 and the goodbye.
@@ -78,16 +79,9 @@ fn quit_and_end_of_input_exit_zero() {
 /// A last line without a newline is still sent at the end of input.
 #[test]
 fn a_last_line_without_newline_is_sent_at_end_of_input() {
-    let socket = udp_socket(LOCALHOST);
-    let (mut chat, _) = start_chat(
-        CHAT,
-        CHAT,
-        SocketAddr::new(LOCALHOST, 0),
-        socket.local_addr().unwrap(),
-        &[],
-    );
-    chat.type_bytes(b"no newline");
-    chat.close_stdin();
-    assert_eq!(common::receive(&socket), b"no newline");
-    assert_clean_exit(&mut chat, "end of input, quitting...");
+    let mut chat = SocketPeer::start(CHAT, LOCALHOST, &[]);
+    chat.app.type_bytes(b"no newline");
+    chat.app.close_stdin();
+    assert_eq!(chat.receive(), b"no newline");
+    assert_clean_exit(&mut chat.app, "end of input, quitting...");
 }

@@ -4,27 +4,17 @@
 
 mod common;
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 
-use assert_cmd::Command;
-use common::{CHAT, CLIENT, SERVER, start_server};
-use predicates::prelude::*;
-use testkit::{DEADLINE, LOCALHOST, Running, command};
-
-fn run(name: &str, args: &[&str]) -> assert_cmd::assert::Assert {
-    Command::new(testkit::bin(name))
-        .args(args)
-        .write_stdin("")
-        .timeout(DEADLINE)
-        .assert()
-}
+use common::{CHAT, CLIENT, SERVER};
+use testkit::cli::{self, usage_error};
+use testkit::tcp::{start_server, start_server_expecting_failure};
+use testkit::{LOCALHOST, command, udp};
 
 #[test]
 fn bad_arguments_exit_2_with_usage() {
     for name in [CHAT, SERVER, CLIENT] {
-        run(name, &["--no-such-flag"]).code(2).stderr(
-            predicate::str::contains("Usage:").and(predicate::str::contains("panicked").not()),
-        );
+        usage_error(name, &["--no-such-flag"], "Usage:");
     }
     for (name, args) in [
         (SERVER, ["--bind", "localhost:8890"]),
@@ -33,44 +23,46 @@ fn bad_arguments_exit_2_with_usage() {
         (CHAT, ["--bind", "127.0.0.1"]),
         (CHAT, ["--peer", "256.0.0.1:5"]),
     ] {
-        run(name, &args).code(2).stderr(
-            predicate::str::contains(format!("invalid value '{}'", args[1]))
-                .and(predicate::str::contains("panicked").not()),
-        );
+        usage_error(name, &args, &format!("invalid value '{}'", args[1]));
     }
-    run(CHAT, &["--bind", "127.0.0.1:0", "--peer", "[::1]:55577"])
-        .code(2)
-        .stderr(predicate::str::contains("must both be IPv4 or both IPv6"));
+    usage_error(
+        CHAT,
+        &["--bind", "127.0.0.1:0", "--peer", "[::1]:55577"],
+        "must both be IPv4 or both IPv6",
+    );
     // Lesson 2's receive timeout has no job left here (nothing waits with
     // a timeout), so the flag is gone.
-    run(CHAT, &["--recv-timeout-ms", "100"])
-        .code(2)
-        .stderr(predicate::str::contains(
-            "unexpected argument '--recv-timeout-ms'",
-        ));
+    usage_error(
+        CHAT,
+        &["--recv-timeout-ms", "100"],
+        "unexpected argument '--recv-timeout-ms'",
+    );
 }
 
 #[test]
 fn the_client_reports_connection_refused_in_one_line() {
     let addr = testkit::free_tcp_addr(LOCALHOST).to_string();
-    run(CLIENT, &["--server", &addr]).code(1).stderr(format!(
-        "error: cannot connect to {addr}: ECONNREFUSED: Connection refused; is the server running?\n"
-    ));
+    cli::runtime_error(
+        command(CLIENT, &["--server", &addr]),
+        &format!(
+            "error: cannot connect to {addr}: ECONNREFUSED: Connection refused; is the server running?\n"
+        ),
+    );
 }
 
 #[test]
 fn a_busy_port_fails_in_one_line() {
-    let (_server, addr) = start_server(SocketAddr::new(LOCALHOST, 0), &[]);
-    let mut second = Running::start("second", command(SERVER, &["--bind", &addr.to_string()]));
-    assert_eq!(second.wait_exit().code(), Some(1), "{}", second.describe());
+    let (_server, addr) = start_server(SERVER, SocketAddr::new(LOCALHOST, 0), &[]);
+    let second = start_server_expecting_failure(SERVER, addr);
     assert_eq!(
         second.stderr(),
         format!("error: cannot bind TCP socket to {addr}: EADDRINUSE: Address already in use\n")
     );
 
-    let taken = UdpSocket::bind(SocketAddr::new(LOCALHOST, 0)).unwrap();
+    let taken = udp::bound_socket(LOCALHOST);
     let addr = taken.local_addr().unwrap().to_string();
-    run(CHAT, &["--bind", &addr]).code(1).stderr(format!(
-        "error: cannot bind UDP socket to {addr}: EADDRINUSE: Address already in use\n"
-    ));
+    cli::runtime_error(
+        command(CHAT, &["--bind", &addr]),
+        &format!("error: cannot bind UDP socket to {addr}: EADDRINUSE: Address already in use\n"),
+    );
 }

@@ -6,28 +6,39 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
+use std::process::Output;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use assert_cmd::Command;
-use common::{CLIENT, client_chat, cpu_ticks, random_letters, start_client, start_server};
+use common::{CLIENT, SERVER, cpu_ticks};
 use nix::sys::socket::{
     AddressFamily, Backlog, SockFlag, SockType, SockaddrStorage, bind, listen, setsockopt, socket,
     sockopt,
 };
 use std::os::fd::AsRawFd;
+use testkit::cli;
+use testkit::tcp::{
+    buffer_sysctl, client_chat, listening, random_letters, start_client, start_client_bin,
+    start_server,
+};
 use testkit::{DEADLINE, LOCALHOST};
 
 fn any_port() -> SocketAddr {
     SocketAddr::new(LOCALHOST, 0)
 }
 
+/// Runs lesson 5's client against `server` with `input` typed in, to the
+/// end; returns its status and all it printed.
+fn run_client(server: SocketAddr, input: impl Into<Vec<u8>>) -> Output {
+    cli::output(CLIENT, &["--server", &server.to_string()], input)
+}
+
 /// Lesson 3's client learns that the server is gone only when it next
 /// sends. This one waits for the socket too, so it sees the end at once.
 #[test]
 fn notices_a_dead_server_while_waiting_for_input() {
-    let (mut server, addr) = start_server(any_port(), &[]);
-    let mut client = start_client("client", CLIENT, addr);
+    let (mut server, addr) = start_server(SERVER, any_port(), &[]);
+    let mut client = start_client_bin("client", CLIENT, addr);
     client_chat(&mut client, "hello");
     server.kill();
     // Nothing is typed: the client sits in poll on stdin and the socket.
@@ -45,15 +56,10 @@ fn notices_a_dead_server_while_waiting_for_input() {
 /// client reads echoes while it sends, so the line comes back whole.
 #[test]
 fn an_8_mib_line_comes_back_whole_without_deadlock() {
-    let (_server, addr) = start_server(any_port(), &[]);
+    let (_server, addr) = start_server(SERVER, any_port(), &[]);
     let line = random_letters(8, 8 * 1024 * 1024);
     let input = [line.as_slice(), b"\n"].concat();
-    let output = Command::new(testkit::bin(CLIENT))
-        .args(["--server", &addr.to_string()])
-        .write_stdin(input)
-        .timeout(DEADLINE)
-        .output()
-        .expect("run the client");
+    let output = run_client(addr, input);
     assert!(
         output.status.success(),
         "{:?}: {}",
@@ -91,12 +97,7 @@ fn end_of_input_half_closes_and_every_echo_still_to_come_is_printed() {
         stream.write_all(&received).expect("the client still reads");
         received
     });
-    let output = Command::new(testkit::bin(CLIENT))
-        .args(["--server", &addr.to_string()])
-        .write_stdin("one\ntwo\nthree\nfour, without newline")
-        .timeout(DEADLINE)
-        .output()
-        .expect("run the client");
+    let output = run_client(addr, "one\ntwo\nthree\nfour, without newline");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{:?}: {stdout}", output.status);
     assert_eq!(
@@ -116,13 +117,8 @@ fn end_of_input_half_closes_and_every_echo_still_to_come_is_printed() {
 /// their echoes, then `goodbye`.
 #[test]
 fn exit_is_not_sent_and_the_echoes_before_it_are_printed() {
-    let (server, addr) = start_server(any_port(), &[]);
-    let output = Command::new(testkit::bin(CLIENT))
-        .args(["--server", &addr.to_string()])
-        .write_stdin("first\nsecond\nexit\nnever sent\n")
-        .timeout(DEADLINE)
-        .output()
-        .expect("run the client");
+    let (server, addr) = start_server(SERVER, any_port(), &[]);
+    let output = run_client(addr, "first\nsecond\nexit\nnever sent\n");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{:?}: {stdout}", output.status);
     assert_eq!(
@@ -140,8 +136,8 @@ fn exit_is_not_sent_and_the_echoes_before_it_are_printed() {
 #[test]
 fn works_with_lesson_3s_server() {
     let lesson3 = testkit::command("lesson3-server", &["--bind", "127.0.0.1:0"]);
-    let (_server, addr) = common::server_from(testkit::Running::start("lesson 3", lesson3));
-    let mut client = start_client("client", CLIENT, addr);
+    let (_server, addr) = listening(testkit::Running::start("lesson 3", lesson3));
+    let mut client = start_client_bin("client", CLIENT, addr);
     client_chat(&mut client, "hello lesson 3");
     client.close_stdin();
     assert!(client.wait_exit().success(), "{}", client.describe());
@@ -185,14 +181,7 @@ fn small_buffer_echo_server() -> (SocketAddr, JoinHandle<()>) {
 /// (the second of tcp_rmem: it grows only as the program reads), the
 /// server's 4 KiB ones, plus 4 MiB. About 8 MiB with Linux's defaults.
 fn line_longer_than_the_buffers() -> Vec<u8> {
-    let field = |file: &str, index: usize| -> usize {
-        let text = std::fs::read_to_string(format!("/proc/sys/net/ipv4/{file}")).expect(file);
-        text.split_whitespace()
-            .nth(index)
-            .and_then(|n| n.parse().ok())
-            .expect("three numbers")
-    };
-    let len = field("tcp_wmem", 2) + field("tcp_rmem", 1) + 4 * 1024 * 1024;
+    let len = buffer_sysctl("tcp_wmem").max + buffer_sysctl("tcp_rmem").default + 4 * 1024 * 1024;
     random_letters(9, len)
 }
 
@@ -203,7 +192,7 @@ fn line_longer_than_the_buffers() -> Vec<u8> {
 #[test]
 fn lesson_3s_client_deadlocks_on_a_line_longer_than_the_buffers() {
     let (addr, server) = small_buffer_echo_server();
-    let mut client = start_client("lesson 3's client", "lesson3-client", addr);
+    let mut client = start_client("lesson 3's client", addr);
     let line = line_longer_than_the_buffers();
     // Lesson 3's client reads the whole line before sending, so this
     // returns once the line is typed.
@@ -236,12 +225,7 @@ fn lesson_3s_client_deadlocks_on_a_line_longer_than_the_buffers() {
 fn the_same_line_and_server_do_not_deadlock_lesson_5s_client() {
     let (addr, server) = small_buffer_echo_server();
     let line = line_longer_than_the_buffers();
-    let output = Command::new(testkit::bin(CLIENT))
-        .args(["--server", &addr.to_string()])
-        .write_stdin([line.as_slice(), b"\n"].concat())
-        .timeout(DEADLINE)
-        .output()
-        .expect("run the client");
+    let output = run_client(addr, [line.as_slice(), b"\n"].concat());
     assert!(output.status.success(), "{:?}", output.status);
     let expected = [
         format!("connected to {addr}\nclient receive: ").as_bytes(),

@@ -12,8 +12,9 @@ use std::os::unix::process::CommandExt;
 use std::thread;
 use std::time::Duration;
 
-use common::{SERVER, connect, cpu_ticks, echo, server_from};
+use common::{SERVER, cpu_ticks};
 use nix::sys::resource::{Resource, setrlimit};
+use testkit::tcp::{connect, echo, listening};
 use testkit::{LOCALHOST, Running, command};
 
 /// The server's descriptor limit. It holds 0, 1, 2, the signalfd, the
@@ -31,7 +32,7 @@ fn start_limited_server() -> (Running, SocketAddr) {
             setrlimit(Resource::RLIMIT_NOFILE, NOFILE, NOFILE).map_err(std::io::Error::from)
         });
     }
-    server_from(Running::start("server", cmd))
+    listening(Running::start("server", cmd))
 }
 
 /// The echo of a short `text`, or None if the server closed the

@@ -10,20 +10,16 @@ use std::net::{Shutdown, SocketAddr};
 use std::thread;
 use std::time::Duration;
 
-use common::{client_chat, connect, cpu_ticks, echo, random_bytes, start_client, start_server};
+use common::{SERVER, cpu_ticks};
 use nix::sys::signal::Signal;
+use testkit::tcp::{
+    VanishingClient, assert_echo, client_chat, connect, echo, random_bytes, start_client,
+    start_server,
+};
 use testkit::{LOCALHOST, Running, TcpState};
 
 fn any_port() -> SocketAddr {
     SocketAddr::new(LOCALHOST, 0)
-}
-
-fn assert_echo(stream: &std::net::TcpStream, data: &[u8]) {
-    let back = echo(stream, data);
-    assert_eq!(back.len(), data.len(), "echo cut short");
-    if let Some(at) = back.iter().zip(data).position(|(a, b)| a != b) {
-        panic!("echo differs at byte {at} of {}", data.len());
-    }
 }
 
 /// The number of threads of a process (/proc/PID/status).
@@ -39,7 +35,7 @@ fn threads(server: &Running) -> usize {
 
 #[test]
 fn logs_and_echoes_lines_from_an_nc_like_client() {
-    let (server, addr) = start_server(any_port(), &[]);
+    let (server, addr) = start_server(SERVER, any_port(), &[]);
     let stream = connect(addr);
     let me = stream.local_addr().unwrap();
     server.expect_stdout_line(&format!("client {me} connected"));
@@ -58,7 +54,7 @@ fn logs_and_echoes_lines_from_an_nc_like_client() {
 /// A hundred clients at the same moment, one server thread.
 #[test]
 fn a_hundred_clients_at_once_each_get_their_own_echo_from_one_thread() {
-    let (server, addr) = start_server(any_port(), &["--backlog", "128"]);
+    let (server, addr) = start_server(SERVER, any_port(), &["--backlog", "128"]);
     let clients: Vec<_> = (0..100)
         .map(|i| {
             thread::spawn(move || {
@@ -82,7 +78,7 @@ fn a_hundred_clients_at_once_each_get_their_own_echo_from_one_thread() {
 
 #[test]
 fn an_idle_client_does_not_delay_the_others() {
-    let (server, addr) = start_server(any_port(), &[]);
+    let (server, addr) = start_server(SERVER, any_port(), &[]);
     let idle = connect(addr);
     let idle_addr = idle.local_addr().unwrap();
     server.expect_stdout_line(&format!("client {idle_addr} connected"));
@@ -95,14 +91,14 @@ fn an_idle_client_does_not_delay_the_others() {
 
 #[test]
 fn one_mebibyte_of_random_bytes_comes_back_exactly() {
-    let (_server, addr) = start_server(any_port(), &[]);
+    let (_server, addr) = start_server(SERVER, any_port(), &[]);
     let stream = connect(addr);
     assert_echo(&stream, &random_bytes(3, 1024 * 1024));
 }
 
 #[test]
 fn serves_ipv6_clients() {
-    let (server, addr) = start_server("[::1]:0".parse().unwrap(), &[]);
+    let (server, addr) = start_server(SERVER, "[::1]:0".parse().unwrap(), &[]);
     assert!(addr.is_ipv6(), "listening on {addr}");
     let stream = connect(addr);
     assert_echo(&stream, b"over IPv6\n");
@@ -111,22 +107,15 @@ fn serves_ipv6_clients() {
 
 #[test]
 fn a_client_vanishing_mid_echo_leaves_the_server_serving() {
-    let (server, addr) = start_server(any_port(), &[]);
-    let rude = connect(addr);
-    let rude_addr = rude.local_addr().unwrap();
+    let (server, addr) = start_server(SERVER, any_port(), &[]);
     // Send a mebibyte and never read the echo, then close with unread data:
     // the kernel resets the connection, so the server's send or recv fails
     // (EPIPE or ECONNRESET). Without MSG_NOSIGNAL a SIGPIPE would kill it.
-    let mut writer = rude.try_clone().unwrap();
-    let payload = random_bytes(5, 1024 * 1024);
-    let sender = thread::spawn(move || {
-        // Fails with a reset once the server has given up on us: expected.
-        let _ = writer.write_all(&payload);
-    });
+    let rude = VanishingClient::start(addr, random_bytes(5, 1024 * 1024));
+    let rude_addr = rude.local_addr();
     server.expect_stdout_line(&format!("client {rude_addr} connected"));
     server.expect_stdout_line(&format!("recv from {rude_addr}"));
-    drop(rude);
-    sender.join().unwrap();
+    rude.vanish();
     let error = server.expect_stderr_line(&format!("client {rude_addr}"));
     assert!(
         error.contains("ECONNRESET") || error.contains("EPIPE"),
@@ -143,8 +132,8 @@ fn a_client_vanishing_mid_echo_leaves_the_server_serving() {
 
 #[test]
 fn serves_lesson_3s_client() {
-    let (server, addr) = start_server(any_port(), &[]);
-    let mut client = start_client("lesson 3's client", "lesson3-client", addr);
+    let (server, addr) = start_server(SERVER, any_port(), &[]);
+    let mut client = start_client("lesson 3's client", addr);
     client_chat(&mut client, "hello from lesson 3");
     client.type_line("exit");
     client.expect_stdout_line("goodbye");
@@ -159,7 +148,7 @@ fn serves_lesson_3s_client() {
 /// CPU while nobody talks.
 #[test]
 fn an_idle_server_sleeps_in_epoll_wait() {
-    let (server, addr) = start_server(any_port(), &[]);
+    let (server, addr) = start_server(SERVER, any_port(), &[]);
     let stream = connect(addr);
     assert_echo(&stream, &random_bytes(7, 256 * 1024));
     thread::sleep(Duration::from_millis(100));
@@ -179,7 +168,7 @@ fn an_idle_server_sleeps_in_epoll_wait() {
 #[test]
 fn sigint_and_sigterm_close_every_connection_and_exit_zero() {
     for signal in [Signal::SIGINT, Signal::SIGTERM] {
-        let (mut server, addr) = start_server(any_port(), &[]);
+        let (mut server, addr) = start_server(SERVER, any_port(), &[]);
         let mut stream = connect(addr);
         assert_echo(&stream, b"before the signal\n");
         server.signal(signal);
@@ -204,7 +193,7 @@ fn sigint_and_sigterm_close_every_connection_and_exit_zero() {
 /// it starts again on the same port at once.
 #[test]
 fn restarts_on_its_port_at_once_after_stopping_with_a_client() {
-    let (mut server, addr) = start_server(any_port(), &[]);
+    let (mut server, addr) = start_server(SERVER, any_port(), &[]);
     let mut stream = connect(addr);
     assert_echo(&stream, b"hello\n");
     server.signal(Signal::SIGINT);
@@ -217,7 +206,7 @@ fn restarts_on_its_port_at_once_after_stopping_with_a_client() {
         .into_iter()
         .any(|socket| socket.state == TcpState::TimeWait && socket.local == addr);
     assert!(time_wait, "no TIME-WAIT socket on {addr}");
-    let (_again, again_addr) = start_server(addr, &[]);
+    let (_again, again_addr) = start_server(SERVER, addr, &[]);
     assert_eq!(again_addr, addr);
     assert_echo(&connect(addr), b"back again\n");
 }

@@ -8,23 +8,24 @@ mod common;
 
 use std::net::SocketAddr;
 
-use common::{CLIENT, book_replacements, client_chat, start_client, start_server};
+use common::{CLIENT, SERVER};
 use nix::sys::signal::Signal;
+use testkit::tcp::{book_replacements, client_chat, start_client_bin, start_server};
 use testkit::{LOCALHOST, check_generated, find_socket_addr, normalize};
 
 #[test]
 fn two_clients_then_ctrl_c() {
-    let (mut server, addr) = start_server(SocketAddr::new(LOCALHOST, 0), &[]);
+    let (mut server, addr) = start_server(SERVER, SocketAddr::new(LOCALHOST, 0), &[]);
     let mut clients = Vec::new();
     let mut client_port =
         |line: String| clients.push(find_socket_addr(&line).expect("client address in the log"));
 
-    let mut first = start_client("first client", CLIENT, addr);
+    let mut first = start_client_bin("first client", CLIENT, addr);
     client_port(server.expect_stdout_line("connected"));
     client_chat(&mut first, "hello, one thread");
     server.expect_stdout_line("recv from");
 
-    let mut second = start_client("second client", CLIENT, addr);
+    let mut second = start_client_bin("second client", CLIENT, addr);
     client_port(server.expect_stdout_line("connected"));
     client_chat(&mut second, "a second client, the same thread");
     server.expect_stdout_line("recv from");
@@ -39,7 +40,7 @@ fn two_clients_then_ctrl_c() {
     assert!(server.wait_exit().success(), "{}", server.describe());
     assert_eq!(second.wait_exit().code(), Some(1), "{}", second.describe());
 
-    let ports = book_replacements(addr, &clients);
+    let ports = book_replacements(&[addr], &clients);
     let server_text = server
         .transcript()
         .replace("caught SIGINT", "^Ccaught SIGINT");

@@ -21,6 +21,7 @@ use nix::libc;
 use nix::sys::pthread::{pthread_kill, pthread_self};
 use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
 use nix::sys::socket::{MsgFlags, send};
+use testkit::tcp::buffer_max;
 use testkit::{DEADLINE, LOCALHOST};
 
 /// How many times the handler ran.
@@ -29,18 +30,6 @@ static HANDLED: AtomicUsize = AtomicUsize::new(0);
 extern "C" fn count_signal(_: libc::c_int) {
     // An atomic add is async-signal-safe.
     HANDLED.fetch_add(1, Ordering::SeqCst);
-}
-
-/// The largest value of a three-value TCP buffer sysctl (`tcp_wmem`,
-/// `tcp_rmem`): how far the kernel may grow that buffer by itself.
-fn buffer_max(sysctl: &str) -> usize {
-    let path = format!("/proc/sys/net/ipv4/{sysctl}");
-    let text =
-        std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("cannot read {path}: {err}"));
-    text.split_whitespace()
-        .nth(2)
-        .and_then(|max| max.parse().ok())
-        .unwrap_or_else(|| panic!("{path} holds {text:?}, not three numbers"))
 }
 
 /// What one interrupted send did.

@@ -7,9 +7,11 @@
 //! table, and a way to store what a run printed so the book can show it.
 //! Each of those lives here once; the lesson crates stay free of test plumbing.
 
+/// Helpers for every lesson's command-line tests: usage and runtime errors.
+pub mod cli;
 mod generated;
 mod process;
-/// Helpers for the TCP lessons (3 and 4): servers, clients, echoes, TCP states.
+/// Helpers for the TCP lessons (3, 4 and 5): servers, clients, echoes, TCP states.
 pub mod tcp;
 mod tcp_table;
 pub mod udp;

@@ -45,21 +45,31 @@ pub fn start_server(name: &str, bind: SocketAddr, extra: &[&str]) -> (Running, S
     let bind = bind.to_string();
     let mut args = vec!["--bind", bind.as_str()];
     args.extend_from_slice(extra);
-    let server = Running::start(name, command_default_signals(name, &args));
+    listening(Running::start(name, command_default_signals(name, &args)))
+}
+
+/// Waits for a started server's `listening on` line; returns the server
+/// with the address it printed. For a server started some other way than
+/// [`start_server`] (another lesson's, or with a resource limit).
+pub fn listening(server: Running) -> (Running, SocketAddr) {
     let line = server.expect_stdout_line("listening on ");
     let addr = crate::find_socket_addr(&line)
-        .unwrap_or_else(|| panic!("{name}: no address in {line:?}\n{}", server.describe()));
+        .unwrap_or_else(|| panic!("no address in {line:?}\n{}", server.describe()));
     (server, addr)
 }
 
 /// Starts `lesson3-client --server server`, labelled `label`, and waits for
 /// its `connected to` line.
 pub fn start_client(label: &str, server: SocketAddr) -> Running {
+    start_client_bin(label, "lesson3-client", server)
+}
+
+/// Starts client binary `bin` (`lesson3-client`, `lesson5-client`) with
+/// `--server server`, labelled `label`, and waits for its `connected to`
+/// line.
+pub fn start_client_bin(label: &str, bin: &str, server: SocketAddr) -> Running {
     let server = server.to_string();
-    let client = Running::start(
-        label,
-        command_default_signals("lesson3-client", &["--server", &server]),
-    );
+    let client = Running::start(label, command_default_signals(bin, &["--server", &server]));
     client.expect_stdout_line("connected to ");
     client
 }
@@ -152,6 +162,43 @@ pub fn assert_echo(stream: &TcpStream, data: &[u8]) {
     }
 }
 
+/// A client that vanishes in the middle of an echo: it sends a payload
+/// from a second thread and never reads the echo, then [`vanish`]es,
+/// closing with unread data, which makes its kernel reset the connection
+/// (tcp(7)): the server's next send or recv on it fails.
+///
+/// [`vanish`]: VanishingClient::vanish
+pub struct VanishingClient {
+    stream: TcpStream,
+    sender: thread::JoinHandle<()>,
+}
+
+impl VanishingClient {
+    /// Connects to `addr` and starts sending `payload`.
+    pub fn start(addr: SocketAddr, payload: Vec<u8>) -> VanishingClient {
+        let stream = connect(addr);
+        let mut writer = stream.try_clone().expect("clone the stream");
+        let sender = thread::spawn(move || {
+            // Fails with a reset once the server has given up on us:
+            // expected, so the result is not looked at.
+            let _ = writer.write_all(&payload);
+        });
+        VanishingClient { stream, sender }
+    }
+
+    /// The client's address, as the server logs it.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.stream.local_addr().expect("local address")
+    }
+
+    /// Closes the connection with the echo unread, and waits for the
+    /// sending thread, which the reset (or the last byte sent) ends.
+    pub fn vanish(self) {
+        drop(self.stream);
+        self.sender.join().expect("sending thread");
+    }
+}
+
 /// Resets `stream`: SO_LINGER with a zero timeout makes the close send an
 /// RST instead of a FIN, as a client that crashes mid-connection might.
 pub fn reset(stream: TcpStream) {
@@ -185,6 +232,48 @@ pub fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
     }
     bytes.truncate(len);
     bytes
+}
+
+/// `len` pseudo-random lowercase letters from `seed`: a payload that prints
+/// as itself.
+pub fn random_letters(seed: u64, len: usize) -> Vec<u8> {
+    random_bytes(seed, len)
+        .into_iter()
+        .map(|byte| b'a' + byte % 26)
+        .collect()
+}
+
+/// The three values of a TCP buffer sysctl (`tcp_wmem`, `tcp_rmem`), in
+/// bytes: see tcp(7).
+#[derive(Clone, Copy, Debug)]
+pub struct BufferSysctl {
+    /// What the kernel guarantees a socket even under memory pressure.
+    pub min: usize,
+    /// What a new socket starts with.
+    pub default: usize,
+    /// How far the kernel may grow the buffer by itself.
+    pub max: usize,
+}
+
+/// Reads `/proc/sys/net/ipv4/{sysctl}` (`tcp_wmem` or `tcp_rmem`).
+pub fn buffer_sysctl(sysctl: &str) -> BufferSysctl {
+    let path = format!("/proc/sys/net/ipv4/{sysctl}");
+    let text =
+        std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("cannot read {path}: {err}"));
+    let values: Vec<usize> = text
+        .split_whitespace()
+        .map_while(|value| value.parse().ok())
+        .collect();
+    match values[..] {
+        [min, default, max] => BufferSysctl { min, default, max },
+        _ => panic!("{path} holds {text:?}, not three numbers"),
+    }
+}
+
+/// The largest value of a TCP buffer sysctl (`tcp_wmem`, `tcp_rmem`): how
+/// far the kernel may grow that buffer by itself.
+pub fn buffer_max(sysctl: &str) -> usize {
+    buffer_sysctl(sysctl).max
 }
 
 /// Waits (at most [`DEADLINE`]) until the kernel's TCP table holds a socket

@@ -1,7 +1,7 @@
-//! Plumbing for the UDP lessons' (1 and 2) tests: start a chat peer on a
+//! Plumbing for the chat tests (lessons 1, 2 and 5): start a chat peer on a
 //! free port and read its address back, start two peers that know each
-//! other, and a plain UDP socket standing in for `nc -u`. What the lessons
-//! must do is asserted in their own test files.
+//! other, a plain UDP socket standing in for `nc -u`, and store a chat for
+//! the book. What the lessons must do is asserted in their own test files.
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 
@@ -117,6 +117,36 @@ impl SocketPeer {
     pub fn receive(&self) -> Vec<u8> {
         receive(&self.socket)
     }
+
+    /// Waits for the next line the program prints for a datagram from the
+    /// test socket (`[from IP:PORT] …`) and returns the message in it.
+    pub fn printed_message(&self) -> String {
+        let from = format!("[from {}] ", self.socket_addr());
+        message(&self.app.expect_stdout_line(&from), &from).to_owned()
+    }
+}
+
+/// Starts chat binary `bin` on `ip` with `extra`, sending to a port where
+/// nothing listens (and nothing answers), and waits for its prompt.
+pub fn start_alone(bin: &str, ip: IpAddr, extra: &[&str]) -> Running {
+    let nobody = free_udp_addr(ip);
+    let (running, _) = start_peer("alone", bin, SocketAddr::new(ip, 0), nobody, extra);
+    running.expect_stdout(PROMPT);
+    running
+}
+
+/// Types `line` into a chat peer waiting at its prompt, and waits for the
+/// `[sent N bytes]` line, N the line's length, and the next prompt.
+pub fn send_line(peer: &mut Running, line: &str) {
+    peer.type_line(line);
+    peer.expect_stdout_line(&format!("[sent {} bytes]", line.len()));
+    peer.expect_stdout(PROMPT);
+}
+
+/// `len` pseudo-random lowercase letters from `seed`, as a line to type:
+/// one that prints as itself.
+pub fn random_line(seed: u64, len: usize) -> String {
+    String::from_utf8(crate::tcp::random_letters(seed, len)).expect("letters are UTF-8")
 }
 
 /// A UDP socket on `ip`, port chosen by the kernel, whose receives give up
@@ -157,6 +187,26 @@ pub fn book_replacements(a: SocketAddr, b: SocketAddr) -> Vec<(String, String)> 
         (a.to_string(), "127.0.0.1:55566".into()),
         (b.to_string(), "127.0.0.1:55577".into()),
     ]
+}
+
+/// Stores a chat between peers A and B of `lesson` ("lesson1") for the
+/// book as `{lesson}-peer-a.txt` and `{lesson}-peer-b.txt` (see
+/// [`crate::check_generated`]): their transcripts with random ports made the
+/// defaults ([`book_replacements`]), and A's `--bind 127.0.0.1:0` the
+/// default address a reader's `just {lesson} a` binds.
+pub fn check_book_session(
+    lesson: &str,
+    (a, a_addr): (&Running, SocketAddr),
+    (b, b_addr): (&Running, SocketAddr),
+) {
+    let mut replacements = book_replacements(a_addr, b_addr);
+    replacements.push(("--bind 127.0.0.1:0".into(), "--bind 127.0.0.1:55566".into()));
+    for (peer, running) in [("a", a), ("b", b)] {
+        crate::check_generated(
+            &format!("{lesson}-peer-{peer}.txt"),
+            &crate::normalize(&running.transcript(), &replacements),
+        );
+    }
 }
 
 /// How many datagrams the kernel has dropped for the UDP socket bound to

@@ -7,7 +7,7 @@
 mod common;
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::net::UdpSocket;
 use std::time::Duration;
 
 use common::*;
@@ -20,29 +20,11 @@ fn capture_1_handshake_echo_and_close() {
     let Some(lab) = two_vms("capture_1_handshake_echo_and_close") else {
         return;
     };
-    quick_acks(&lab);
-    let capture = lab
-        .capture("vm1", "eth0", &[], &format!("tcp port {ECHO_PORT}"))
-        .unwrap();
-    let server = start_in(
-        &lab,
-        "vm1",
-        "server",
-        "lesson3-server",
-        &["--bind", "0.0.0.0:8890"],
-    );
-    server.expect_stdout_line("listening on");
+    let capture = capture_echo_port(&lab);
+    let _server = start_server_in(&lab, "vm1", "server", "lesson3-server");
 
     capture.note("vm2$ lesson3-client --server 192.168.126.129:8890");
-    let server_addr = vm1(ECHO_PORT).to_string();
-    let mut client = start_in(
-        &lab,
-        "vm2",
-        "client",
-        "lesson3-client",
-        &["--server", &server_addr],
-    );
-    client.expect_stdout_line("connected to");
+    let mut client = start_client_in(&lab, "vm2", "client");
     let syn = capture.wait_for("Flags [S]").unwrap();
     assert!(syn.starts_with("IP 192.168.126.128."), "{syn}");
     capture.wait_for("Flags [S.]").unwrap();
@@ -85,22 +67,9 @@ fn capture_2_server_killed_first_keeps_time_wait() {
     let Some(lab) = two_vms("capture_2_server_killed_first_keeps_time_wait") else {
         return;
     };
-    quick_acks(&lab);
-    let capture = lab
-        .capture("vm1", "eth0", &[], &format!("tcp port {ECHO_PORT}"))
-        .unwrap();
-    let bind = ["--bind", "0.0.0.0:8890"];
-    let mut server = start_in(&lab, "vm1", "server", "lesson3-server", &bind);
-    server.expect_stdout_line("listening on");
-    let server_addr = vm1(ECHO_PORT).to_string();
-    let mut client = start_in(
-        &lab,
-        "vm2",
-        "client",
-        "lesson3-client",
-        &["--server", &server_addr],
-    );
-    client.expect_stdout_line("connected to");
+    let capture = capture_echo_port(&lab);
+    let mut server = start_server_in(&lab, "vm1", "server", "lesson3-server");
+    let mut client = start_client_in(&lab, "vm2", "client");
     client.type_line("hello");
     client.expect_stdout_line("client receive: hello");
     capture.wait_for("Flags [P.], seq 1:7, ack 7,").unwrap();
@@ -118,7 +87,7 @@ fn capture_2_server_killed_first_keeps_time_wait() {
     capture.note(&format!("ss on vm1: {}", first_word(&orphan)));
 
     capture.note("vm1: a new lesson3-server --bind 0.0.0.0:8890");
-    let mut again = start_in(&lab, "vm1", "restart", "lesson3-server", &bind);
+    let mut again = start_in(&lab, "vm1", "restart", "lesson3-server", &ECHO_BIND);
     assert!(!again.wait_exit().success());
     let error = again.expect_stderr_line("error:");
     assert!(error.contains("Address already in use"), "{error}");
@@ -146,7 +115,7 @@ fn capture_2_server_killed_first_keeps_time_wait() {
     // lesson 3's did not. Lesson 4's fix works when lesson 4 restarts.
     capture.note("vm1: lesson3-server, then lesson4-server (SO_REUSEADDR), --bind 0.0.0.0:8890:");
     for bin in ["lesson3-server", "lesson4-server"] {
-        let mut refused = start_in(&lab, "vm1", bin, bin, &bind);
+        let mut refused = start_in(&lab, "vm1", bin, bin, &ECHO_BIND);
         assert!(!refused.wait_exit().success());
         let error = refused.expect_stderr_line("error:");
         assert!(error.contains("Address already in use"), "{error}");
@@ -171,15 +140,9 @@ fn capture_3_so_linger_zero_sends_rst() {
     let Some(lab) = two_vms("capture_3_so_linger_zero_sends_rst") else {
         return;
     };
-    quick_acks(&lab);
-    let capture = lab
-        .capture("vm1", "eth0", &[], &format!("tcp port {ECHO_PORT}"))
-        .unwrap();
-    let listener = lab.in_host("vm1", || TcpListener::bind(vm1(ECHO_PORT)).unwrap());
-    let client = lab.in_host("vm2", || TcpStream::connect(vm1(ECHO_PORT)).unwrap());
-    let (mut accepted, _) = listener.accept().unwrap();
+    let capture = capture_echo_port(&lab);
+    let (client, mut accepted) = connection_vm2_to_vm1(&lab, &capture);
     accepted.set_read_timeout(Some(testkit::DEADLINE)).unwrap();
-    capture.wait_for("Flags [.], ack 1,").unwrap();
 
     capture.note("vm2: setsockopt(SO_LINGER, on, 0 s), then close()");
     let linger = nix::libc::linger {
@@ -217,14 +180,8 @@ fn capture_4_write_after_peer_closed_rst_then_epipe() {
     let Some(lab) = two_vms("capture_4_write_after_peer_closed_rst_then_epipe") else {
         return;
     };
-    quick_acks(&lab);
-    let capture = lab
-        .capture("vm1", "eth0", &[], &format!("tcp port {ECHO_PORT}"))
-        .unwrap();
-    let listener = lab.in_host("vm1", || TcpListener::bind(vm1(ECHO_PORT)).unwrap());
-    let mut client = lab.in_host("vm2", || TcpStream::connect(vm1(ECHO_PORT)).unwrap());
-    let (accepted, _) = listener.accept().unwrap();
-    capture.wait_for("Flags [.], ack 1,").unwrap();
+    let capture = capture_echo_port(&lab);
+    let (mut client, accepted) = connection_vm2_to_vm1(&lab, &capture);
 
     capture.note("vm1: the server closes the connection");
     drop(accepted);
@@ -257,18 +214,11 @@ fn capture_5_udp_to_a_closed_port_icmp_unreachable() {
         return;
     };
     let capture = lab.capture("vm1", "eth0", &[], "udp or icmp").unwrap();
-    let (a, b) = (vm1(PORT_A).to_string(), vm2(PORT_B).to_string());
+    let (a, b) = (vm1(PORT_A), vm2(PORT_B));
     capture.note(&format!(
         "vm1$ lesson2-udp-threaded --bind {a} --peer {b}   (nothing runs on vm2)"
     ));
-    let mut peer = start_in(
-        &lab,
-        "vm1",
-        "peer A",
-        "lesson2-udp-threaded",
-        &["--bind", &a, "--peer", &b, "--recv-timeout-ms", "100"],
-    );
-    peer.expect_stdout(testkit::udp::PROMPT);
+    let mut peer = start_peer_in(&lab, "vm1", "peer A", "lesson2-udp-threaded", a, b);
     peer.type_line("hello?");
     capture.wait_for("UDP, length 6").unwrap();
     let icmp = capture.wait_for("ICMP").unwrap();
@@ -312,15 +262,14 @@ fn capture_6_fragments_all_or_nothing() {
     let capture = lab.capture("vm1", "eth0", &["-v"], "udp or icmp").unwrap();
     let receiver = lab.in_host("vm2", || UdpSocket::bind(vm2(PORT_B)).unwrap());
     receiver.set_read_timeout(Some(testkit::DEADLINE)).unwrap();
-    let (a, b) = (vm1(PORT_A).to_string(), vm2(PORT_B).to_string());
-    let mut peer = start_in(
+    let mut peer = start_peer_in(
         &lab,
         "vm1",
         "peer A",
         "lesson2-udp-threaded",
-        &["--bind", &a, "--peer", &b, "--recv-timeout-ms", "100"],
+        vm1(PORT_A),
+        vm2(PORT_B),
     );
-    peer.expect_stdout(testkit::udp::PROMPT);
     let line = "x".repeat(60_000);
 
     capture.note("vm1: lesson 2's peer A sends a 60,000-byte line to vm2:55577");

@@ -7,7 +7,6 @@ mod common;
 use common::*;
 use nix::sys::signal::Signal;
 use testkit::tcp::client_chat;
-use testkit::udp::{FAST, PROMPT};
 
 /// Peer A on vm1 and peer B on vm2, each bound to its VM's address, chat
 /// both ways; each sees the other's address as the sender.
@@ -15,15 +14,8 @@ fn chat_between_vm1_and_vm2(test: &str, bin: &str, alternating: bool) {
     let Some(lab) = two_vms(test) else {
         return;
     };
-    let (a, b) = (vm1(PORT_A).to_string(), vm2(PORT_B).to_string());
-    let args_a = [&["--bind", &a, "--peer", &b][..], FAST].concat();
-    let args_b = [&["--bind", &b, "--peer", &a][..], FAST].concat();
-    let mut peer_a = start_in(&lab, "vm1", "peer A", bin, &args_a);
-    let mut peer_b = start_in(&lab, "vm2", "peer B", bin, &args_b);
-    peer_a.expect_stdout_line(&format!("bound to {a}"));
-    peer_b.expect_stdout_line(&format!("bound to {b}"));
-    peer_a.expect_stdout(PROMPT);
-    peer_b.expect_stdout(PROMPT);
+    let (a, b) = (vm1(PORT_A), vm2(PORT_B));
+    let (mut peer_a, mut peer_b) = start_peers_on_both_vms(&lab, bin);
 
     peer_a.type_line("hello from vm1");
     if alternating {
@@ -66,23 +58,8 @@ fn lesson3_echoes_between_vm1_and_vm2() {
     let Some(lab) = two_vms("lesson3_echoes_between_vm1_and_vm2") else {
         return;
     };
-    let server = start_in(
-        &lab,
-        "vm1",
-        "server",
-        "lesson3-server",
-        &["--bind", "0.0.0.0:8890"],
-    );
-    server.expect_stdout_line("listening on 0.0.0.0:8890");
-    let target = vm1(ECHO_PORT).to_string();
-    let mut client = start_in(
-        &lab,
-        "vm2",
-        "client",
-        "lesson3-client",
-        &["--server", &target],
-    );
-    client.expect_stdout_line(&format!("connected to {target}"));
+    let server = start_server_in(&lab, "vm1", "server", "lesson3-server");
+    let mut client = start_client_in(&lab, "vm2", "client");
     let connected = server.expect_stdout_line("connected");
     assert!(connected.contains("client 192.168.126.128:"), "{connected}");
     client_chat(&mut client, "hello across the link");
@@ -99,17 +76,8 @@ fn lesson4_restarts_at_once_between_vm1_and_vm2() {
     let Some(lab) = two_vms("lesson4_restarts_at_once_between_vm1_and_vm2") else {
         return;
     };
-    let bind = ["--bind", "0.0.0.0:8890"];
-    let mut server = start_in(&lab, "vm1", "server", "lesson4-server", &bind);
-    server.expect_stdout_line("listening on");
-    let target = vm1(ECHO_PORT).to_string();
-    let mut client = start_in(
-        &lab,
-        "vm2",
-        "client",
-        "lesson3-client",
-        &["--server", &target],
-    );
+    let mut server = start_server_in(&lab, "vm1", "server", "lesson4-server");
+    let mut client = start_client_in(&lab, "vm2", "client");
     client_chat(&mut client, "before the restart");
     server.signal(Signal::SIGINT);
     server.wait_exit();
@@ -117,14 +85,7 @@ fn lesson4_restarts_at_once_between_vm1_and_vm2() {
     client.wait_exit();
     wait_for_state(&lab, "vm1", ECHO_PORT, "TIME-WAIT");
 
-    let restarted = start_in(&lab, "vm1", "restarted", "lesson4-server", &bind);
-    restarted.expect_stdout_line("listening on 0.0.0.0:8890");
-    let mut client = start_in(
-        &lab,
-        "vm2",
-        "client 2",
-        "lesson3-client",
-        &["--server", &target],
-    );
+    let _restarted = start_server_in(&lab, "vm1", "restarted", "lesson4-server");
+    let mut client = start_client_in(&lab, "vm2", "client 2");
     client_chat(&mut client, "after the restart");
 }

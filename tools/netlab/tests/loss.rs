@@ -33,25 +33,8 @@ fn udp_chat_loses_messages_silently() {
     let Some(lab) = two_vms("udp_chat_loses_messages_silently") else {
         return;
     };
-    let (a, b) = (vm1(PORT_A).to_string(), vm2(PORT_B).to_string());
-    let bin = "lesson2-udp-threaded";
-    let fast = ["--recv-timeout-ms", "100"];
-    let mut peer_a = start_in(
-        &lab,
-        "vm1",
-        "peer A",
-        bin,
-        &[&["--bind", &a, "--peer", &b][..], &fast].concat(),
-    );
-    let mut peer_b = start_in(
-        &lab,
-        "vm2",
-        "peer B",
-        bin,
-        &[&["--bind", &b, "--peer", &a][..], &fast].concat(),
-    );
-    peer_a.expect_stdout(testkit::udp::PROMPT);
-    peer_b.expect_stdout(testkit::udp::PROMPT);
+    let a = vm1(PORT_A);
+    let (mut peer_a, mut peer_b) = start_peers_on_both_vms(&lab, "lesson2-udp-threaded");
 
     add_loss_both_ways(&lab);
     for n in 1..=MESSAGES {
@@ -115,14 +98,7 @@ fn tcp_echo_delivers_every_byte_with_retransmissions() {
     let Some(lab) = two_vms("tcp_echo_delivers_every_byte_with_retransmissions") else {
         return;
     };
-    let server = start_in(
-        &lab,
-        "vm1",
-        "server",
-        "lesson3-server",
-        &["--bind", "0.0.0.0:8890"],
-    );
-    server.expect_stdout_line("listening on");
+    let _server = start_server_in(&lab, "vm1", "server", "lesson3-server");
     add_loss_both_ways(&lab);
     let stream = lab.in_host("vm2", || testkit::tcp::connect(vm1(ECHO_PORT)));
     let started = std::time::Instant::now();

@@ -4,7 +4,7 @@
 
 #![allow(dead_code)] // Each test file uses its own part of this.
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use netlab::{Capture, Lab, Topology};
@@ -32,6 +32,80 @@ pub fn start_in(lab: &Lab, host: &str, label: &str, bin: &str, args: &[&str]) ->
     let mut command = lab.command(host, testkit::bin(bin));
     command.args(args);
     Running::start(label, command)
+}
+
+/// The echo server's `--bind` in the lab: every address of its host, as the
+/// post's INADDR_ANY.
+pub const ECHO_BIND: [&str; 2] = ["--bind", "0.0.0.0:8890"];
+
+/// Starts echo server `bin` (`lesson3-server`, `lesson4-server`) in `host`
+/// bound to [`ECHO_BIND`] and waits for its `listening on 0.0.0.0:8890`.
+pub fn start_server_in(lab: &Lab, host: &str, label: &str, bin: &str) -> Running {
+    let server = start_in(lab, host, label, bin, &ECHO_BIND);
+    server.expect_stdout_line(&format!("listening on 0.0.0.0:{ECHO_PORT}"));
+    server
+}
+
+/// Starts `lesson3-client` in `host` toward the echo server on vm1 and
+/// waits for its `connected to` line.
+pub fn start_client_in(lab: &Lab, host: &str, label: &str) -> Running {
+    let target = vm1(ECHO_PORT).to_string();
+    let client = start_in(lab, host, label, "lesson3-client", &["--server", &target]);
+    client.expect_stdout_line(&format!("connected to {target}"));
+    client
+}
+
+/// Starts chat binary `bin` in `host` with `--bind bind --peer peer` and a
+/// short receive timeout (`testkit::udp::FAST`); waits for its `bound to`
+/// line and its first prompt.
+pub fn start_peer_in(
+    lab: &Lab,
+    host: &str,
+    label: &str,
+    bin: &str,
+    bind: SocketAddr,
+    peer: SocketAddr,
+) -> Running {
+    let (bind, peer) = (bind.to_string(), peer.to_string());
+    let args = [&["--bind", &bind, "--peer", &peer][..], testkit::udp::FAST].concat();
+    let running = start_in(lab, host, label, bin, &args);
+    running.expect_stdout_line(&format!("bound to {bind}"));
+    running.expect_stdout(testkit::udp::PROMPT);
+    running
+}
+
+/// Peer A of chat binary `bin` on vm1 (port [`PORT_A`]) and peer B on vm2
+/// (port [`PORT_B`]), each sending to the other, both at their prompt.
+pub fn start_peers_on_both_vms(lab: &Lab, bin: &str) -> (Running, Running) {
+    let (a, b) = (vm1(PORT_A), vm2(PORT_B));
+    let peer_a = start_peer_in(lab, "vm1", "peer A", bin, a, b);
+    let peer_b = start_peer_in(lab, "vm2", "peer B", bin, b, a);
+    (peer_a, peer_b)
+}
+
+/// Turns off delayed ACKs (see [`quick_acks`]) and starts tcpdump on vm1's
+/// link for the echo server's port: the captures of a TCP connection.
+pub fn capture_echo_port(lab: &Lab) -> Capture {
+    quick_acks(lab);
+    lab.capture("vm1", "eth0", &[], &format!("tcp port {ECHO_PORT}"))
+        .expect("start tcpdump on vm1")
+}
+
+/// A TCP connection from vm2 to a plain listener on vm1's echo port,
+/// established (the handshake's last ACK seen by `capture`): returns vm2's
+/// end and vm1's accepted end.
+pub fn connection_vm2_to_vm1(lab: &Lab, capture: &Capture) -> (TcpStream, TcpStream) {
+    let listener = lab.in_host("vm1", || {
+        TcpListener::bind(vm1(ECHO_PORT)).expect("listen on vm1")
+    });
+    let client = lab.in_host("vm2", || {
+        TcpStream::connect(vm1(ECHO_PORT)).expect("connect from vm2")
+    });
+    let (accepted, _) = listener.accept().expect("accept on vm1");
+    capture
+        .wait_for("Flags [.], ack 1,")
+        .expect("the handshake's last ACK");
+    (client, accepted)
 }
 
 /// `ss -tan` inside `host`, only the sockets whose local or remote port is
