@@ -37,6 +37,20 @@ timewait:
     cargo build -q -p lesson3-tcp-thread-per-client -p lesson4-tcp-reuseaddr
     bash scripts/timewait.sh
 
+# ---- lesson 5: one thread, poll and epoll ----
+
+# Lesson 5: the UDP chat in one thread with poll; both peers in tmux, else peer A (`just lesson5 b`: peer B; args pass through).
+lesson5 *args:
+    @CHAT_BIN=lesson5-chat bash scripts/chat-stage.sh lesson5-event-loop "$@"
+
+# Lesson 5's echo server: one thread, epoll (default 127.0.0.1:8890; args pass through).
+lesson5-server *args:
+    cargo run -q -p lesson5-event-loop --bin lesson5-server -- "$@"
+
+# Lesson 5's client: poll on the keyboard and the socket; `exit` or Ctrl+D quits after the last echo (args pass through).
+lesson5-client *args:
+    cargo run -q -p lesson5-event-loop --bin lesson5-client -- "$@"
+
 # ---- tests and CI ----
 
 # Run every test of the workspace.

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Starts a UDP chat stage (lesson 1 or 2) on loopback: `just lesson1`, `just lesson2`.
+# Starts a UDP chat stage (lesson 1, 2 or 5) on loopback: `just lesson1`, `just lesson2`.
 #
 #   chat-stage.sh CRATE [a|b] [ARGS...]
+#
+# The program is the crate's binary of the same name, or $CHAT_BIN when set
+# (lesson 5's crate holds three programs; its chat is `lesson5-chat`).
 #
 # Without a|b, in a terminal with tmux installed: both peers side by side in
 # one tmux window (the current window is split when already inside tmux).
@@ -22,7 +25,7 @@ peer_b=(--bind 127.0.0.1:55577 --peer 127.0.0.1:55566)
 
 cargo build -q -p "$crate"
 # Absolute: a tmux pane may start in another folder.
-bin="$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/debug/$crate"
+bin="$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/debug/${CHAT_BIN:-$crate}"
 
 case "$role" in
     a) exec "$bin" "${peer_a[@]}" "$@" ;;

@@ -76,6 +76,11 @@ pub const DIFFS: &[(&str, &str, &str)] = &[
         "lessons/lesson3-tcp-thread-per-client/src/bin/lesson3-server.rs",
         "lessons/lesson4-tcp-reuseaddr/src/main.rs",
     ),
+    (
+        "lesson3-to-lesson5-client.diff",
+        "lessons/lesson3-tcp-thread-per-client/src/bin/lesson3-client.rs",
+        "lessons/lesson5-event-loop/src/bin/lesson5-client.rs",
+    ),
 ];
 
 /// The unified diff from `old` to `new` (workspace-relative paths), with

@@ -1,0 +1,310 @@
+//! Lesson 5's client: lesson 3's client with poll(2) on the keyboard and the
+//! socket.
+//!
+//! Lesson 3's client does one thing at a time: it waits for a line, sends
+//! it whole, then waits for its echo. So it cannot see the server die while
+//! it waits for you to type, and a line bigger than the sockets' buffers
+//! deadlocks it (the server cannot send the echo back while nobody reads it,
+//! so it stops reading, so the client's send never finishes). Here one loop
+//! waits for both descriptors at once, sends what the kernel takes, reads
+//! every echo as it comes, and at the end of input half-closes the
+//! connection and prints every echo still on its way. Typing `exit` (or
+//! ending the input with Ctrl+D) quits.
+
+use std::collections::VecDeque;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::Parser;
+use nix::errno::Errno;
+use nix::fcntl::{FcntlArg, OFlag, fcntl};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::socket::{
+    AddressFamily, MsgFlags, Shutdown, SockFlag, SockType, SockaddrStorage, connect, recv, send,
+    shutdown, socket,
+};
+use nix::unistd;
+
+/// How many bytes one read of the keyboard or the socket may return.
+const BUFFER_SIZE: usize = 64 * 1024;
+
+/// Stop reading the keyboard while this many bytes wait to be sent: typed
+/// (or piped) input cannot pile up faster than the server takes it.
+const MAX_UNSENT: usize = 1024 * 1024;
+
+/// A line-oriented client for the echo server.
+#[derive(Parser, Debug)]
+#[command(name = "lesson5-client", version)]
+struct Args {
+    /// Address of the echo server (IPv4 or IPv6, e.g. `[::1]:8890`).
+    #[arg(long, value_name = "IP:PORT", default_value = "127.0.0.1:8890")]
+    server: SocketAddr,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(args.server) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(server: SocketAddr) -> Result<()> {
+    let family = match server {
+        SocketAddr::V4(_) => AddressFamily::Inet,
+        SocketAddr::V6(_) => AddressFamily::Inet6,
+    };
+
+    // ANCHOR: connect
+    // 1. Create the socket: TCP, of the server address's family.
+    let socket = socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)
+        .context("cannot create a TCP socket")?;
+
+    // 2. Connect to the server. The kernel picks this side's port.
+    match connect(socket.as_raw_fd(), &SockaddrStorage::from(server)) {
+        Ok(()) => {}
+        Err(Errno::ECONNREFUSED) => {
+            bail!(
+                "cannot connect to {server}: {}; is the server running?",
+                Errno::ECONNREFUSED
+            )
+        }
+        Err(err) => return Err(anyhow!(err).context(format!("cannot connect to {server}"))),
+    }
+    say(format_args!("connected to {server}"))?;
+    // ANCHOR_END: connect
+
+    // ANCHOR: nonblocking
+    // New: from here on the socket is non-blocking. A send takes what fits
+    // in the socket's buffer and returns; a recv returns what has come. When
+    // neither can do anything they fail with EAGAIN, and the loop goes back
+    // to poll instead of sleeping inside one of them.
+    fcntl(&socket, FcntlArg::F_SETFL(OFlag::O_NONBLOCK))
+        .context("cannot make the socket non-blocking")?;
+    // ANCHOR_END: nonblocking
+
+    // ANCHOR: chat_loop
+    // 3. Send each line typed and print its echo, whichever comes first.
+    let mut state = Chat::default();
+    let stdin = std::io::stdin();
+    loop {
+        // a. What to wait for: the keyboard while input is wanted; the
+        // socket for echoes always (and so for the server's end), and for
+        // room to send while bytes wait to be sent.
+        let watch_keyboard = !state.input_done && state.unsent.len() < MAX_UNSENT;
+        let mut socket_events = PollFlags::POLLIN;
+        if !state.unsent.is_empty() {
+            socket_events |= PollFlags::POLLOUT;
+        }
+        let mut fds = vec![PollFd::new(socket.as_fd(), socket_events)];
+        if watch_keyboard {
+            fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
+        }
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) => {}
+            Err(Errno::EINTR) => continue,
+            Err(err) => return Err(err).context("cannot wait with poll"),
+        }
+        let ready = |fd: &PollFd| fd.revents().is_some_and(|events| !events.is_empty());
+        let socket_ready = ready(&fds[0]);
+        // POLLIN, or POLLHUP: the other end of a piped stdin closed.
+        let keyboard_ready = fds.get(1).is_some_and(ready);
+
+        // b. Echoes, or the server's end. Watched even while we wait for the
+        // keyboard: a server that dies is noticed at once, not at the next
+        // line.
+        if socket_ready && state.receive(&socket, server)? {
+            return Ok(()); // The server closed after every echo came back.
+        }
+
+        // c. Typed bytes: cut into lines; a whole line is queued to send.
+        if keyboard_ready {
+            state
+                .read_keyboard()
+                .context("cannot read standard input")?;
+        }
+
+        // d. Send what the kernel takes now; then, once the input has ended
+        // and everything is out, half-close.
+        state.send_some(&socket, server)?;
+        if state.input_done && state.unsent.is_empty() && !state.shut_down {
+            // ANCHOR: half_close
+            // shutdown(SHUT_WR) sends our end (a FIN) but keeps the socket
+            // open for reading: the server sees the end of our stream,
+            // sends what it still owes, then closes; `receive` reads all of
+            // it. Closing the socket here instead would throw those echoes
+            // away.
+            shutdown(socket.as_raw_fd(), Shutdown::Write)
+                .with_context(|| format!("cannot half-close the connection to {server}"))?;
+            state.shut_down = true;
+            // ANCHOR_END: half_close
+        }
+    }
+    // ANCHOR_END: chat_loop
+}
+
+/// Everything the loop keeps between two waits.
+#[derive(Default)]
+struct Chat {
+    /// Typed bytes not yet cut into a line.
+    typed: Vec<u8>,
+    /// Whole lines waiting to be sent, as one byte stream.
+    unsent: Vec<u8>,
+    /// The length of each line sent or queued whose echo has not come back
+    /// whole yet, oldest first: TCP is a stream, so these lengths are what
+    /// cuts the incoming bytes back into lines.
+    expected: VecDeque<usize>,
+    /// Echo bytes received but not printed yet.
+    echoed: Vec<u8>,
+    /// The input ended, or `exit` was typed: nothing more will be queued.
+    input_done: bool,
+    /// Said `goodbye` at the end (the user typed `exit`).
+    said_exit: bool,
+    /// Our end was sent with shutdown(SHUT_WR).
+    shut_down: bool,
+}
+
+impl Chat {
+    /// One read(2) of the keyboard: poll said it is ready, so this does not
+    /// wait for the rest of a line.
+    fn read_keyboard(&mut self) -> nix::Result<()> {
+        let mut chunk = vec![0u8; BUFFER_SIZE];
+        let read = match unistd::read(std::io::stdin().as_fd(), &mut chunk) {
+            Ok(read) => read,
+            Err(Errno::EAGAIN | Errno::EINTR) => return Ok(()),
+            Err(err) => return Err(err),
+        };
+        self.typed.extend_from_slice(&chunk[..read]);
+        while let Some(newline) = self.typed.iter().position(|&byte| byte == b'\n') {
+            let line: Vec<u8> = self.typed.drain(..=newline).collect();
+            self.queue_line(line);
+            if self.input_done {
+                return Ok(());
+            }
+        }
+        if read == 0 {
+            // End of input (Ctrl+D). A last line without a newline is
+            // still sent, as lesson 3's read_until does.
+            let last = std::mem::take(&mut self.typed);
+            if !last.is_empty() {
+                self.queue_line(last);
+            }
+            self.input_done = true;
+        }
+        Ok(())
+    }
+
+    /// Queues one typed line (with its newline, if it had one) to be sent.
+    fn queue_line(&mut self, line: Vec<u8>) {
+        // As in lesson 3: `exit` is a command to this client, never sent.
+        // Lines typed before it still get their echoes.
+        if trim_newline(&line) == b"exit" {
+            self.input_done = true;
+            self.said_exit = true;
+            self.typed.clear();
+            return;
+        }
+        self.expected.push_back(line.len());
+        self.unsent.extend_from_slice(&line);
+    }
+
+    // ANCHOR: send_some
+    /// Sends as much of the queued lines as the kernel takes now.
+    fn send_some(&mut self, socket: &OwnedFd, server: SocketAddr) -> Result<()> {
+        while !self.unsent.is_empty() {
+            // MSG_NOSIGNAL: if the server is gone, fail with EPIPE rather
+            // than being killed by SIGPIPE before the error can be reported.
+            match send(socket.as_raw_fd(), &self.unsent, MsgFlags::MSG_NOSIGNAL) {
+                Ok(sent) => {
+                    self.unsent.drain(..sent);
+                }
+                // The send buffer is full: the rest goes when poll reports
+                // POLLOUT. Meanwhile the loop keeps reading echoes, which is
+                // what lets the server go on reading what we send.
+                Err(Errno::EAGAIN) => break,
+                Err(Errno::EINTR) => {}
+                Err(err) => {
+                    return Err(anyhow!(err).context(format!("cannot send to server {server}")));
+                }
+            }
+        }
+        Ok(())
+    }
+    // ANCHOR_END: send_some
+
+    // ANCHOR: receive
+    /// Reads what the server sent and prints every echo now complete.
+    /// Returns true when the server closed the connection after sending
+    /// every echo it owed, once our end was sent: the normal end.
+    fn receive(&mut self, socket: &OwnedFd, server: SocketAddr) -> Result<bool> {
+        let mut chunk = vec![0u8; BUFFER_SIZE];
+        match recv(socket.as_raw_fd(), &mut chunk, MsgFlags::empty()) {
+            Ok(0) => {
+                // Fix: lesson 3's client only learns that the server is gone
+                // when it next sends. Here the end of the stream is seen the
+                // moment it comes, even while nobody types.
+                if let Some(&len) = self.expected.front() {
+                    bail!(
+                        "server {server} closed the connection ({} of {len} bytes of the echo came back)",
+                        self.echoed.len()
+                    );
+                }
+                if !self.echoed.is_empty() {
+                    // More than was sent came back: shown, not dropped.
+                    let text = String::from_utf8_lossy(&self.echoed).into_owned();
+                    say(format_args!("client receive: {}", trim_newline_str(&text)))?;
+                }
+                if !self.shut_down {
+                    bail!("server {server} closed the connection");
+                }
+                if self.said_exit {
+                    say(format_args!("goodbye"))?;
+                }
+                Ok(true)
+            }
+            Ok(received) => {
+                self.echoed.extend_from_slice(&chunk[..received]);
+                // Each line's echo is exactly as long as the line: print
+                // every one that came back whole.
+                while let Some(&len) = self.expected.front() {
+                    if self.echoed.len() < len {
+                        break;
+                    }
+                    let echo: Vec<u8> = self.echoed.drain(..len).collect();
+                    self.expected.pop_front();
+                    let text = String::from_utf8_lossy(trim_newline(&echo)).into_owned();
+                    say(format_args!("client receive: {text}"))?;
+                }
+                Ok(false)
+            }
+            // Nothing after all: poll will say when.
+            Err(Errno::EAGAIN | Errno::EINTR) => Ok(false),
+            Err(err) => Err(anyhow!(err).context(format!("cannot receive from server {server}"))),
+        }
+    }
+    // ANCHOR_END: receive
+}
+
+/// `line` without its line ending ("\n" or "\r\n").
+fn trim_newline(line: &[u8]) -> &[u8] {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+/// [`trim_newline`] for text.
+fn trim_newline_str(text: &str) -> &str {
+    let text = text.strip_suffix('\n').unwrap_or(text);
+    text.strip_suffix('\r').unwrap_or(text)
+}
+
+/// Prints one line to stdout; an error (stdout closed) is returned, not a
+/// panic as with `println!`.
+fn say(line: std::fmt::Arguments) -> Result<()> {
+    writeln!(std::io::stdout().lock(), "{line}").context("cannot write to standard output")
+}

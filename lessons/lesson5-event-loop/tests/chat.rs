@@ -1,0 +1,209 @@
+//! Lesson 5's chat over real UDP sockets on loopback: one thread that shows
+//! a message the moment it arrives, while its user types nothing or is in
+//! the middle of a line; it talks with itself, with lessons 1 and 2, and
+//! with a plain socket as `nc -u` would.
+
+mod common;
+
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+
+use common::{CHAT, PROMPT, receive, start_chat, udp_socket};
+use testkit::{LOCALHOST, Running, check_generated, free_udp_addr, normalize};
+
+/// Lessons 1 and 2 wait this long per receive; short keeps lesson 1's turns
+/// quick.
+const FAST: &[&str] = &["--recv-timeout-ms", "100"];
+
+/// Lesson 5's chat as peer A on a free port, and `bin_b` as peer B,
+/// started with the command A printed ("start the peer with: …") plus
+/// `b_extra`. Returns A, A's address, B, B's address.
+fn start_pair(
+    bin_b: &str,
+    ip: IpAddr,
+    b_extra: &[&str],
+) -> (Running, SocketAddr, Running, SocketAddr) {
+    let b_addr = free_udp_addr(ip);
+    let (a, a_addr) = start_chat("peer A", CHAT, SocketAddr::new(ip, 0), b_addr, &[]);
+    let line = a.expect_stdout_line("start the peer with: ");
+    let printed = line.split_once("start the peer with: ").map(|(_, c)| c);
+    let words: Vec<&str> = printed.unwrap_or_default().split_whitespace().collect();
+    assert!(words[0].ends_with(CHAT), "{line}");
+    let (b_bind, b_peer) = (b_addr.to_string(), a_addr.to_string());
+    assert_eq!(words[1..], ["--bind", &b_bind, "--peer", &b_peer], "{line}");
+    let (b, bound) = start_chat("peer B", bin_b, b_addr, a_addr, b_extra);
+    assert_eq!(bound, b_addr);
+    (a, a_addr, b, b_addr)
+}
+
+/// A message typed into one peer and the line the other prints for it.
+fn say_and_see(from: &mut Running, from_addr: SocketAddr, to: &Running, text: &str) {
+    from.type_line(text);
+    to.expect_stdout_line(&format!("[from {from_addr}] {text}"));
+}
+
+fn quit(peer: &mut Running) {
+    peer.type_line("quit");
+    let status = peer.wait_exit();
+    assert!(status.success(), "{status}\n{}", peer.describe());
+}
+
+#[test]
+fn two_peers_chat_both_ways_without_pressing_enter() {
+    let (mut a, a_addr, mut b, b_addr) = start_pair(CHAT, LOCALHOST, &[]);
+    a.expect_stdout(PROMPT);
+    b.expect_stdout(PROMPT);
+    // Neither peer is typed into before the other's message shows.
+    say_and_see(&mut a, a_addr, &b, "hello from A");
+    say_and_see(&mut b, b_addr, &a, "hello from B");
+    say_and_see(&mut a, a_addr, &b, "and again");
+    quit(&mut a);
+    quit(&mut b);
+}
+
+#[test]
+fn two_peers_chat_over_ipv6() {
+    let ip = IpAddr::V6(Ipv6Addr::LOCALHOST);
+    let (mut a, a_addr, mut b, b_addr) = start_pair(CHAT, ip, &[]);
+    say_and_see(&mut a, a_addr, &b, "over IPv6");
+    say_and_see(&mut b, b_addr, &a, "back over IPv6");
+    quit(&mut a);
+    quit(&mut b);
+}
+
+#[test]
+fn talks_with_a_lesson_2_peer_both_ways() {
+    let (mut a, a_addr, mut b, b_addr) = start_pair("lesson2-udp-threaded", LOCALHOST, FAST);
+    b.expect_stdout(PROMPT);
+    say_and_see(&mut a, a_addr, &b, "hello lesson 2");
+    say_and_see(&mut b, b_addr, &a, "hello lesson 5");
+    quit(&mut a);
+    quit(&mut b);
+}
+
+#[test]
+fn talks_with_a_lesson_1_peer_both_ways() {
+    let (mut a, a_addr, mut b, b_addr) = start_pair("lesson1-udp-alternating", LOCALHOST, FAST);
+    b.expect_stdout(PROMPT);
+    // Lesson 1 only receives between two lines, so its user presses Enter;
+    // lesson 5 shows lesson 1's message without any help.
+    a.type_line("hello lesson 1");
+    b.type_line("");
+    b.expect_stdout_line(&format!("[from {a_addr}] hello lesson 1"));
+    say_and_see(&mut b, b_addr, &a, "hello lesson 5");
+    quit(&mut a);
+    quit(&mut b);
+}
+
+/// What lesson 2 needed a thread for, in one thread: half a line is typed,
+/// a datagram arrives and is shown at once, and the line, finished, is
+/// sent whole. The other side is a plain UDP socket, as `nc -u` would be.
+#[test]
+fn a_message_shows_while_a_line_is_half_typed() {
+    let socket = udp_socket(LOCALHOST);
+    let socket_addr = socket.local_addr().unwrap();
+    let (mut chat, chat_addr) =
+        start_chat(CHAT, CHAT, SocketAddr::new(LOCALHOST, 0), socket_addr, &[]);
+    chat.expect_stdout(PROMPT);
+    chat.type_bytes(b"half a li");
+    socket.send_to(b"incoming!", chat_addr).unwrap();
+    chat.expect_stdout_line(&format!("[from {socket_addr}] incoming!"));
+    chat.type_bytes(b"ne\n");
+    assert_eq!(receive(&socket), b"half a line");
+    quit(&mut chat);
+}
+
+#[test]
+fn a_60000_byte_datagram_arrives_whole_both_ways() {
+    let socket = udp_socket(LOCALHOST);
+    let socket_addr = socket.local_addr().unwrap();
+    let (mut chat, chat_addr) =
+        start_chat(CHAT, CHAT, SocketAddr::new(LOCALHOST, 0), socket_addr, &[]);
+    let outgoing = common::random_letters(1, 60_000);
+    chat.type_bytes(&[outgoing.as_slice(), b"\n"].concat());
+    assert_eq!(receive(&socket), outgoing, "one datagram, whole");
+    let incoming = common::random_letters(2, 60_000);
+    socket.send_to(&incoming, chat_addr).unwrap();
+    let from = format!("[from {socket_addr}] ");
+    let line = chat.expect_stdout_line(&from);
+    assert_eq!(
+        line.split_once(&from).map(|(_, text)| text.as_bytes()),
+        Some(incoming.as_slice()),
+        "printed whole, not cut"
+    );
+}
+
+/// Lesson 2's peer filter, kept: a stranger's datagram is dropped with a
+/// warning, unless `--accept-any`.
+#[test]
+fn drops_datagrams_from_a_third_socket_unless_accept_any() {
+    let peer = udp_socket(LOCALHOST);
+    let stranger = udp_socket(LOCALHOST);
+    let (peer_addr, stranger_addr) = (peer.local_addr().unwrap(), stranger.local_addr().unwrap());
+    let any_port = SocketAddr::new(LOCALHOST, 0);
+
+    let (strict, strict_addr) = start_chat("strict", CHAT, any_port, peer_addr, &[]);
+    stranger.send_to(b"intruder", strict_addr).unwrap();
+    let warning = strict.expect_stderr_line("dropped");
+    assert!(
+        warning.contains(&format!(
+            "8-byte datagram from {stranger_addr}: not the peer {peer_addr}"
+        )),
+        "{warning}"
+    );
+    peer.send_to(b"from the peer", strict_addr).unwrap();
+    strict.expect_stdout_line("from the peer");
+    assert!(
+        !strict.stdout().contains("intruder"),
+        "{}",
+        strict.describe()
+    );
+
+    let (open, open_addr) = start_chat("open", CHAT, any_port, peer_addr, &["--accept-any"]);
+    stranger
+        .send_to(b"hello from a stranger", open_addr)
+        .unwrap();
+    open.expect_stdout_line(&format!("[from {stranger_addr}] hello from a stranger"));
+}
+
+/// A real chat between two lesson 5 peers, stored for the book.
+#[test]
+fn book_session() {
+    let (mut a, a_addr, mut b, b_addr) = start_pair(CHAT, LOCALHOST, &[]);
+    a.expect_stdout(PROMPT);
+    b.expect_stdout(PROMPT);
+    a.type_line("hi, this is A");
+    b.expect_stdout_line("hi, this is A");
+    b.expect_stdout(PROMPT);
+    b.type_line("hello A! One thread, and I saw you at once");
+    a.expect_stdout_line("saw you at once");
+    a.expect_stdout(PROMPT);
+    a.type_line("quit");
+    assert!(a.wait_exit().success(), "{}", a.describe());
+    b.close_stdin();
+    assert!(b.wait_exit().success(), "{}", b.describe());
+    let replacements = vec![
+        (a_addr.to_string(), "127.0.0.1:55566".to_owned()),
+        (b_addr.to_string(), "127.0.0.1:55577".to_owned()),
+        (
+            "--bind 127.0.0.1:0".to_owned(),
+            "--bind 127.0.0.1:55566".to_owned(),
+        ),
+    ];
+    // The printed command names the binary where cargo built it; a reader
+    // who ran `cargo build` sees target/debug/.
+    let bin = testkit::bin(CHAT);
+    let built_in = bin.parent().expect("the binary's folder").display();
+    let replacements = [
+        replacements,
+        vec![(format!("{built_in}/"), "target/debug/".to_owned())],
+    ]
+    .concat();
+    check_generated(
+        "lesson5-peer-a.txt",
+        &normalize(&a.transcript(), &replacements),
+    );
+    check_generated(
+        "lesson5-peer-b.txt",
+        &normalize(&b.transcript(), &replacements),
+    );
+}

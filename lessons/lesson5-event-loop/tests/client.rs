@@ -1,0 +1,143 @@
+//! Lesson 5's client: it notices a dead server while nobody types, sends a
+//! line bigger than every socket buffer without deadlocking, and at the end
+//! of input half-closes the connection and prints every echo still to come.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::thread;
+use std::time::Duration;
+
+use assert_cmd::Command;
+use common::{CLIENT, client_chat, random_letters, start_client, start_server};
+use testkit::{DEADLINE, LOCALHOST};
+
+fn any_port() -> SocketAddr {
+    SocketAddr::new(LOCALHOST, 0)
+}
+
+/// Lesson 3's client learns that the server is gone only when it next
+/// sends. This one waits for the socket too, so it sees the end at once.
+#[test]
+fn notices_a_dead_server_while_waiting_for_input() {
+    let (mut server, addr) = start_server(any_port(), &[]);
+    let mut client = start_client("client", CLIENT, addr);
+    client_chat(&mut client, "hello");
+    server.kill();
+    // Nothing is typed: the client sits in poll on stdin and the socket.
+    let status = client.wait_exit_within(Duration::from_secs(2));
+    assert_eq!(status.code(), Some(1), "{}", client.describe());
+    assert_eq!(
+        client.stderr(),
+        format!("error: server {addr} closed the connection\n")
+    );
+}
+
+/// An 8 MiB line: far more than the sockets' buffers on both sides hold.
+/// Lesson 3's client sends it all before reading any echo; the server,
+/// unable to send the echo, stops reading, and both wait forever. This
+/// client reads echoes while it sends, so the line comes back whole.
+#[test]
+fn an_8_mib_line_comes_back_whole_without_deadlock() {
+    let (_server, addr) = start_server(any_port(), &[]);
+    let line = random_letters(8, 8 * 1024 * 1024);
+    let input = [line.as_slice(), b"\n"].concat();
+    let output = Command::new(testkit::bin(CLIENT))
+        .args(["--server", &addr.to_string()])
+        .write_stdin(input)
+        .timeout(DEADLINE)
+        .output()
+        .expect("run the client");
+    assert!(
+        output.status.success(),
+        "{:?}: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let expected = [
+        format!("connected to {addr}\nclient receive: ").as_bytes(),
+        &line,
+        b"\n",
+    ]
+    .concat();
+    assert!(
+        output.stdout == expected,
+        "the echo of the 8 MiB line differs"
+    );
+}
+
+/// A server that answers only after the client's end of stream: it reads
+/// until recv returns 0, then sends everything back and closes. A client
+/// that closed its socket at the end of input would never see the echoes;
+/// one that half-closes (shutdown SHUT_WR) reads them all.
+#[test]
+fn end_of_input_half_closes_and_every_echo_still_to_come_is_printed() {
+    let listener = TcpListener::bind(any_port()).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        stream.set_read_timeout(Some(DEADLINE)).unwrap();
+        let mut received = Vec::new();
+        stream
+            .read_to_end(&mut received)
+            .expect("the client's end of stream");
+        // The client's end came, and it is still reading.
+        stream.write_all(&received).expect("the client still reads");
+        received
+    });
+    let output = Command::new(testkit::bin(CLIENT))
+        .args(["--server", &addr.to_string()])
+        .write_stdin("one\ntwo\nthree\nfour, without newline")
+        .timeout(DEADLINE)
+        .output()
+        .expect("run the client");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{:?}: {stdout}", output.status);
+    assert_eq!(
+        stdout,
+        format!(
+            "connected to {addr}\nclient receive: one\nclient receive: two\n\
+             client receive: three\nclient receive: four, without newline\n"
+        )
+    );
+    assert_eq!(
+        server.join().unwrap(),
+        b"one\ntwo\nthree\nfour, without newline"
+    );
+}
+
+/// As in lesson 3, `exit` is never sent; the lines before it still get
+/// their echoes, then `goodbye`.
+#[test]
+fn exit_is_not_sent_and_the_echoes_before_it_are_printed() {
+    let (server, addr) = start_server(any_port(), &[]);
+    let output = Command::new(testkit::bin(CLIENT))
+        .args(["--server", &addr.to_string()])
+        .write_stdin("first\nsecond\nexit\nnever sent\n")
+        .timeout(DEADLINE)
+        .output()
+        .expect("run the client");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{:?}: {stdout}", output.status);
+    assert_eq!(
+        stdout,
+        format!("connected to {addr}\nclient receive: first\nclient receive: second\ngoodbye\n")
+    );
+    server.expect_stdout_line(" left");
+    let log = server.stdout();
+    assert!(
+        !log.contains(": exit") && !log.contains("never sent"),
+        "{log}"
+    );
+}
+
+#[test]
+fn works_with_lesson_3s_server() {
+    let lesson3 = testkit::command("lesson3-server", &["--bind", "127.0.0.1:0"]);
+    let (_server, addr) = common::server_from(testkit::Running::start("lesson 3", lesson3));
+    let mut client = start_client("client", CLIENT, addr);
+    client_chat(&mut client, "hello lesson 3");
+    client.close_stdin();
+    assert!(client.wait_exit().success(), "{}", client.describe());
+}
