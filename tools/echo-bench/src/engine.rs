@@ -9,12 +9,14 @@
 //!
 //! Every round counts. A measured run has a window: it opens when every
 //! connection is up and closes after the run's duration. A round answered
-//! inside the window is recorded with its whole latency; a round still
+//! inside the window is recorded with its latency; a round still
 //! unanswered when the window closes is recorded at its age then. Without
 //! that, the rounds of starved connections would never be recorded and the
 //! latency figures would describe only the connections the server favoured
 //! (the closed-loop check of Little's law in `report.rs` catches exactly
-//! that).
+//! that). A round sent before the window opened counts from the opening:
+//! the run measures the window, and what came before it is warm-up (with a
+//! backlog that overflows, connecting alone can take seconds).
 //!
 //! Closing is graceful: the client half-closes (`shutdown(SHUT_WR)`), reads
 //! the rest of the echo until the server closes too, and only then closes.
@@ -119,6 +121,9 @@ pub struct Outcome {
     pub mismatches: u64,
     /// Connections that failed, by reason.
     pub failures: BTreeMap<String, u64>,
+    /// Connections that failed before the window closed (the others were
+    /// in flight all through it).
+    pub failed_in_window: u64,
     /// Connections that completed at least one round trip.
     pub served: u64,
     /// From the start until every connection had completed its first round
@@ -304,6 +309,7 @@ impl<'a> Run<'a> {
                 rounds_per_connection: Vec::new(),
                 mismatches: 0,
                 failures: BTreeMap::new(),
+                failed_in_window: 0,
                 served: 0,
                 all_served_after: Duration::ZERO,
                 held: Vec::new(),
@@ -392,6 +398,7 @@ impl<'a> Run<'a> {
 
     fn fail_unopened(&mut self, reason: String) {
         *self.outcome.failures.entry(reason).or_default() += 1;
+        self.outcome.failed_in_window += 1;
         self.count_connected();
         self.settle();
     }
@@ -513,7 +520,8 @@ impl<'a> Run<'a> {
             if self.plan.accounting == Accounting::EveryRound {
                 match connection.state {
                     State::Sending | State::Receiving => {
-                        self.record(deadline.saturating_duration_since(connection.round_start));
+                        let start = self.in_window(connection.round_start);
+                        self.record(deadline.saturating_duration_since(start));
                         self.outcome.unanswered += 1;
                         // Open loop: `next_due` is this round's due time.
                         if let Some(due) = connection.next_due {
@@ -541,6 +549,13 @@ impl<'a> Run<'a> {
             }
             self.connections[slot] = Some(connection);
         }
+    }
+
+    /// When a round's time starts to count: its start, or the window's
+    /// opening if it started before.
+    fn in_window(&self, start: Instant) -> Instant {
+        self.window_start
+            .map_or(start, |opening| start.max(opening))
     }
 
     /// Open loop: sends due from `due` on, one interval apart, that had not
@@ -732,14 +747,16 @@ impl<'a> Run<'a> {
             if in_window {
                 self.outcome.measured_round_trips += 1;
                 self.outcome.rounds_per_connection[connection.id as usize] += 1;
-                self.record(now - connection.round_start);
+                self.record(now - self.in_window(connection.round_start));
             } else if past_deadline
                 && self.plan.accounting == Accounting::EveryRound
                 && let Some(deadline) = self.deadline
             {
                 // Answered after the deadline, before the loop closed the
                 // window: it was unanswered at the deadline.
-                self.record(deadline.saturating_duration_since(connection.round_start));
+                self.record(
+                    deadline.saturating_duration_since(self.in_window(connection.round_start)),
+                );
                 self.outcome.unanswered += 1;
                 if let Some(due) = connection.next_due {
                     self.record_overdue(due + self.interval, deadline);
@@ -789,6 +806,9 @@ impl<'a> Run<'a> {
 
     fn fail(&mut self, connection: &Connection, reason: String) -> bool {
         *self.outcome.failures.entry(reason).or_default() += 1;
+        if !self.window_closed {
+            self.outcome.failed_in_window += 1;
+        }
         if connection.state == State::Connecting {
             self.count_connected();
         }

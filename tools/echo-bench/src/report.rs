@@ -70,12 +70,14 @@ pub struct LoadReport {
     pub p99_us: u64,
     pub p999_us: u64,
     pub max_us: u64,
-    /// Closed loop: mean latency × throughput, which Little's law says is
-    /// the number of connections (each has one round in flight at all
-    /// times).
+    /// Closed loop: mean latency × the rate of recorded rounds (answered,
+    /// and unanswered at the end), which Little's law says is the number of
+    /// connections: each has one round in flight at all times.
     pub little_connections: f64,
     pub fairness: Fairness,
     pub failed: u64,
+    /// Connections that failed before the window closed.
+    pub failed_in_window: u64,
     pub mismatches: u64,
     pub failures: BTreeMap<String, u64>,
 }
@@ -111,34 +113,44 @@ impl LoadReport {
             p99_us: quantile(0.99),
             p999_us: quantile(0.999),
             max_us: outcome.latency.max(),
-            little_connections: mean_us / 1e6 * rate,
+            little_connections: if seconds > 0.0 {
+                mean_us / 1e6 * (outcome.measured_round_trips + outcome.unanswered) as f64 / seconds
+            } else {
+                0.0
+            },
             fairness: Fairness::of(&outcome.rounds_per_connection),
             failed: outcome.failed(),
+            failed_in_window: outcome.failed_in_window,
             mismatches: outcome.mismatches,
             failures: outcome.failures.clone(),
         }
     }
 
     /// Little's law for a closed loop: with every connection always waiting
-    /// for exactly one echo, mean latency × throughput = connections. A
-    /// report that breaks it has lost rounds (or time) somewhere.
+    /// for exactly one echo, mean latency × throughput = connections. Over a
+    /// window of T seconds, the throughput that makes this exact counts
+    /// every round the window saw, answered or still in flight at its end
+    /// ((answered + unanswered) / T); it differs from the answered rate by
+    /// about one round per connection. A report that breaks the law has
+    /// lost rounds (or time) somewhere.
     pub fn little_holds(&self) -> bool {
         let expected = self.in_flight();
         (self.little_connections - expected).abs() <= LITTLE_TOLERANCE * expected
     }
 
-    /// Connections that had a round in flight all along: the ones that did
-    /// not fail (a failed connection stops waiting).
+    /// Connections that had a round in flight all through the window: the
+    /// ones that did not fail before it closed (a failed one stops waiting).
     pub fn in_flight(&self) -> f64 {
-        self.connections.saturating_sub(self.failed as usize) as f64
+        self.connections
+            .saturating_sub(self.failed_in_window as usize) as f64
     }
 
     /// The error a closed-loop run fails with when Little's law does not hold.
     pub fn little_error(&self) -> String {
         format!(
-            "Little's law does not hold: mean latency {:.0} µs × {:.0} round trips/s = {:.1} connections in flight, but {} were open (tolerance {:.0}%): rounds or time went uncounted",
+            "Little's law does not hold: mean latency {:.0} µs × {:.0} rounds/s (answered and unanswered) = {:.1} connections in flight, but {} were open (tolerance {:.0}%): rounds or time went uncounted",
             self.mean_us,
-            self.round_trips_per_sec,
+            (self.answered + self.unanswered) as f64 / self.seconds.max(1e-9),
             self.little_connections,
             self.in_flight(),
             LITTLE_TOLERANCE * 100.0

@@ -44,6 +44,8 @@ struct Scale {
     /// long enough that what fails is the kernel's doing, not this limit.
     backlog_patience: u64,
     churn: u64,
+    /// A connection that makes no progress for this long has failed.
+    stall: Duration,
 }
 
 const FULL: Scale = Scale {
@@ -58,20 +60,22 @@ const FULL: Scale = Scale {
     backlog_clients: 1000,
     backlog_patience: 70,
     churn: 10_000,
+    stall: Duration::from_secs(15),
 };
 
 const QUICK: Scale = Scale {
     connections: &[10, 1000],
     sizes: &[64],
     repeats: 1,
-    seconds: 0.5,
+    seconds: 1.0,
     rates: &[5_000.0, 20_000.0],
     open_connections: 100,
     open_seconds: 0.5,
     holds: &[1000],
     backlog_clients: 100,
-    backlog_patience: 10,
+    backlog_patience: 5,
     churn: 1000,
+    stall: Duration::from_secs(4),
 };
 
 /// The closed-loop point the speed and fairness targets name.
@@ -96,6 +100,7 @@ struct Target {
 /// Runs the suite; returns whether every target held.
 pub fn run(quick: bool) -> Result<bool> {
     let scale = if quick { &QUICK } else { &FULL };
+    STALL.with(|stall| stall.set(scale.stall));
     let root = workspace_bin::workspace_root().to_path_buf();
     let out_dir = if quick {
         std::env::var_os("CARGO_TARGET_DIR")
@@ -296,9 +301,14 @@ fn plan(addr: std::net::SocketAddr, connections: usize, size: usize, mode: Mode)
         connections,
         size,
         mode,
-        stall_timeout: Duration::from_secs(15),
+        stall_timeout: STALL.with(|stall| stall.get()),
         accounting: Accounting::EveryRound,
     }
+}
+
+thread_local! {
+    /// The scale's stall timeout, for every plan of the run.
+    static STALL: std::cell::Cell<Duration> = const { std::cell::Cell::new(Duration::from_secs(15)) };
 }
 
 /// Holds `connections` connections; a client that waits longer than
@@ -315,6 +325,8 @@ fn hold(addr: std::net::SocketAddr, connections: usize, patience: Duration) -> R
 /// reads what they cost.
 fn hold_cost(peer: &Peer, path: &Path, held: usize) -> Result<Cost> {
     let server = servers::start(peer, path, 4096)?;
+    // Sockets of the runs before (closing, in TIME-WAIT) free their buffers
+    // over a moment; the machine-wide readings wait for that.
     let before = settled_snapshot(server.pid())?;
     let plan = plan(server.addr, held, 64, Mode::Hold);
     let (report, connections) = runs::hold(&plan, None, |_| {})?;
@@ -330,17 +342,21 @@ fn hold_cost(peer: &Peer, path: &Path, held: usize) -> Result<Cost> {
     })
 }
 
-/// A snapshot taken once the server's threads and processes stop changing
-/// (a forking server's last children start a moment after their accept).
+/// A snapshot taken once the server's threads and processes and the
+/// machine's TCP buffers stop changing (a forking server's last children
+/// start a moment after their accept; closed sockets free their buffers a
+/// moment after the close).
 fn settled_snapshot(pid: u32) -> Result<memory::Snapshot> {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let mut last = memory::snapshot(pid)?;
+    let mut steady = 0;
     loop {
-        std::thread::sleep(Duration::from_millis(300));
+        std::thread::sleep(Duration::from_millis(200));
         let now = memory::snapshot(pid)?;
-        if (now.threads, now.processes) == (last.threads, last.processes)
-            || std::time::Instant::now() >= deadline
-        {
+        let same = (now.threads, now.processes, now.tcp_buffers_kib)
+            == (last.threads, last.processes, last.tcp_buffers_kib);
+        steady = if same { steady + 1 } else { 0 };
+        if steady >= 2 || std::time::Instant::now() >= deadline {
             return Ok(now);
         }
         last = now;
@@ -386,7 +402,7 @@ fn closed_loop_table(scale: &Scale, points: &[Point]) -> String {
     let mut md = String::new();
     let _ = writeln!(
         md,
-        "## Closed loop (median of {} runs of {} s each)\n\nEach connection sends a message, waits for its whole echo and sends the next. Every round counts: one still unanswered when the window closes is recorded at its age. *W×λ* is mean latency × throughput, which Little's law says must equal the connections (each always has one round in flight); a run more than 10% off fails. Fairness: round trips per connection in the window (min / median / max), Jain's index (1 = all equal), and connections that completed none.\n",
+        "## Closed loop (median of {} runs of {} s each)\n\nEach connection sends a message, waits for its whole echo and sends the next. Every round counts: one still unanswered when the window closes is recorded at its age. *W×λ* is mean latency × throughput, which Little's law says must equal the connections (each always has one round in flight); a run more than 10% off fails. Over a finite window the law is exact when the throughput counts every round the window saw, the ones still unanswered at its end too; that is about one round per connection more than the answered rounds the *round trips/s* column counts. A round sent before the window opened counts from the opening (what comes before is warm-up). Fairness: round trips per connection in the window (min / median / max), Jain's index (1 = all equal), and connections that completed none.\n",
         scale.repeats, scale.seconds
     );
     md.push_str("| server | conns | msg | round trips/s | mean µs | p50 µs | p99 µs | p99.9 µs | W×λ | rounds/conn min / med / max | Jain | idle | failed | mismatched bytes |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
