@@ -100,8 +100,9 @@ fn cgroup_pids_max() -> (String, String) {
             return (path, text.trim().to_owned());
         }
     }
+    // The root cgroup has no pids.max: nothing beyond the machine's limits.
     (
         "/sys/fs/cgroup/…/pids.max".into(),
-        "none (no pids controller)".into(),
+        "none (root cgroup, or no pids controller)".into(),
     )
 }
