@@ -13,6 +13,17 @@ pub struct Limit {
     pub source: String,
     pub value_text: String,
     pub meaning: &'static str,
+    /// How many threads of one server this limit leaves room for at most
+    /// (None: no bound here, or not a limit on threads).
+    pub threads: Option<u64>,
+}
+
+/// The lowest bound on one server's threads, and the limit that sets it.
+pub fn lowest(limits: &[Limit]) -> Option<(&Limit, u64)> {
+    limits
+        .iter()
+        .filter_map(|limit| limit.threads.map(|threads| (limit, threads)))
+        .min_by_key(|(_, threads)| *threads)
 }
 
 /// Reads every limit that bounds how many threads (tasks) can exist.
@@ -35,8 +46,10 @@ pub fn thread_limits() -> Vec<Limit> {
         ),
     ];
     let nproc = getrlimit(Resource::RLIMIT_NPROC).ok().map(|(soft, _)| soft);
+    let root = nix::unistd::Uid::effective().is_root();
     limits.push(Limit {
         name: "RLIMIT_NPROC",
+        threads: nproc.filter(|&n| n != nix::libc::RLIM_INFINITY && !root),
         source: "getrlimit (ulimit -u)".into(),
         value_text: match nproc {
             Some(nix::libc::RLIM_INFINITY) => "unlimited".into(),
@@ -48,6 +61,7 @@ pub fn thread_limits() -> Vec<Limit> {
     let (source, text) = cgroup_pids_max();
     limits.push(Limit {
         name: "pids.max",
+        threads: text.parse().ok(),
         source,
         value_text: text,
         meaning: "tasks in this cgroup (container, systemd unit)",
@@ -57,6 +71,7 @@ pub fn thread_limits() -> Vec<Limit> {
         .map(|(_, hard)| hard);
     limits.push(Limit {
         name: "RLIMIT_NOFILE (hard)",
+        threads: None,
         source: "getrlimit (ulimit -Hn)".into(),
         value_text: nofile.map_or("unreadable".into(), |n| n.to_string()),
         meaning: "open descriptors per process, one per client: the benchmark raises the servers' soft limit to it",
@@ -68,9 +83,16 @@ fn sysctl(name: &'static str, path: &str, meaning: &'static str) -> Limit {
     let text = std::fs::read_to_string(path)
         .map(|text| text.trim().to_owned())
         .unwrap_or_else(|_| "unreadable".into());
+    let value: Option<u64> = text.parse().ok();
     Limit {
         name,
         source: path.into(),
+        // Two mappings per thread: its stack and the guard page below it.
+        threads: if name == "vm.max_map_count" {
+            value.map(|maps| maps / 2)
+        } else {
+            value
+        },
         value_text: text,
         meaning,
     }

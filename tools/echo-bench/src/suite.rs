@@ -146,7 +146,10 @@ pub fn run(quick: bool) -> Result<bool> {
             }
         }
     }
-    writeln!(md, "{}", limits_table())?;
+    let limits = limits::thread_limits();
+    let table = limits_table(&limits);
+    println!("\n{}", table.trim_end());
+    writeln!(md, "{table}")?;
 
     // ---- closed loop ----
     let mut points: Vec<Point> = Vec::new();
@@ -286,7 +289,7 @@ pub fn run(quick: bool) -> Result<bool> {
     let md_path = out_dir.join("bench.md");
     std::fs::write(&md_path, md).with_context(|| format!("cannot write {}", md_path.display()))?;
     let summary_path = out_dir.join("bench-summary.md");
-    std::fs::write(&summary_path, summary(scale, &points, &costs))
+    std::fs::write(&summary_path, summary(scale, &points, &costs, &limits))
         .with_context(|| format!("cannot write {}", summary_path.display()))?;
     println!(
         "\nwrote bench.md, bench-summary.md and the charts (bench-*.svg) in {}",
@@ -384,11 +387,11 @@ fn median(mut runs: Vec<LoadReport>) -> LoadReport {
     middle
 }
 
-fn limits_table() -> String {
+fn limits_table(limits: &[limits::Limit]) -> String {
     let mut md = String::from(
         "## Limits on threads and processes of this machine\n\nA server that spends a thread (or a process) per client stops at the lowest of these; they were read from this machine, not assumed.\n\n| limit | read from | value | what it bounds |\n|---|---|---:|---|\n",
     );
-    for limit in limits::thread_limits() {
+    for limit in limits {
         let _ = writeln!(
             md,
             "| `{}` | `{}` | {} | {} |",
@@ -769,7 +772,12 @@ fn draw_charts(
 
 /// The chapter's answer to "how far does thread-per-client go?", in
 /// sentences whose figures come from this run.
-fn summary(scale: &Scale, points: &[Point], costs: &[(Peer, Cost)]) -> String {
+fn summary(
+    scale: &Scale,
+    points: &[Point],
+    costs: &[(Peer, Cost)],
+    limits: &[limits::Limit],
+) -> String {
     let mut md = String::new();
     let most = *scale.holds.last().unwrap_or(&0);
     let cost = |peer: Peer| {
@@ -838,6 +846,17 @@ fn summary(scale: &Scale, points: &[Point], costs: &[(Peer, Cost)]) -> String {
                 r.fairness.idle
             );
         }
+    }
+    let nofile = limits
+        .iter()
+        .find(|limit| limit.name.starts_with("RLIMIT_NOFILE"))
+        .map_or("unknown", |limit| limit.value_text.as_str());
+    if let Some((limit, threads)) = limits::lowest(limits) {
+        let _ = writeln!(
+            md,
+            "- Where thread-per-client stops on this machine: at most {threads} threads, set by `{}` ({}), less what is already in use; and at {nofile} open descriptors per process (`RLIMIT_NOFILE`, hard limit), one per client, which binds every design here, lesson 5's too.",
+            limit.name, limit.meaning
+        );
     }
     md
 }
