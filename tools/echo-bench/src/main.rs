@@ -16,6 +16,8 @@ mod report;
 mod runs;
 mod servers;
 mod suite;
+mod targets;
+mod writeup;
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;

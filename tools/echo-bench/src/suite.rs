@@ -19,33 +19,37 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use nix::unistd::Pid;
 
-use crate::charts::{self, Chart, Series};
 use crate::engine::{self, Accounting, Mode, Plan};
 use crate::limits;
 use crate::memory::{self, Cost};
 use crate::report::{ChurnReport, HoldReport, LoadReport};
 use crate::runs;
-use crate::servers::{self, FORK, LESSON4, LESSON5, Peer, Server, TOKIO};
+use crate::servers::{self, LESSON4, LESSON5, Peer, Server};
+use crate::targets::targets;
+use crate::writeup::{
+    backlog_table, churn_table, closed_loop_table, draw_charts, limits_table, memory_table,
+    open_loop_table, summary,
+};
 
 /// What one run of the suite covers.
-struct Scale {
-    connections: &'static [usize],
-    sizes: &'static [usize],
-    repeats: usize,
-    seconds: f64,
+pub struct Scale {
+    pub connections: &'static [usize],
+    pub sizes: &'static [usize],
+    pub repeats: usize,
+    pub seconds: f64,
     /// Open loop: offered round trips per second, on `open_connections`.
-    rates: &'static [f64],
-    open_connections: usize,
-    open_seconds: f64,
+    pub rates: &'static [f64],
+    pub open_connections: usize,
+    pub open_seconds: f64,
     /// Held connections for the memory table; the last is the target's.
-    holds: &'static [usize],
-    backlog_clients: usize,
+    pub holds: &'static [usize],
+    pub backlog_clients: usize,
     /// How long a client of the backlog experiment may wait, in seconds:
     /// long enough that what fails is the kernel's doing, not this limit.
-    backlog_patience: u64,
-    churn: u64,
+    pub backlog_patience: u64,
+    pub churn: u64,
     /// A connection that makes no progress for this long has failed.
-    stall: Duration,
+    pub stall: Duration,
 }
 
 const FULL: Scale = Scale {
@@ -79,22 +83,15 @@ const QUICK: Scale = Scale {
 };
 
 /// The closed-loop point the issue's speed and fairness targets name.
-const TARGET_CONNECTIONS: usize = 1000;
-const TARGET_SIZE: usize = 64;
+pub const TARGET_CONNECTIONS: usize = 1000;
+pub const TARGET_SIZE: usize = 64;
 
 /// A closed-loop point: the median run, and whether every run of it held
 /// Little's law.
-struct Point {
-    peer: Peer,
-    report: LoadReport,
-    little_ok: bool,
-}
-
-/// One target of the issue: what, what was measured, whether it held.
-struct Target {
-    what: String,
-    measured: String,
-    pass: bool,
+pub struct Point {
+    pub peer: Peer,
+    pub report: LoadReport,
+    pub little_ok: bool,
 }
 
 /// Runs the suite; returns whether every target held.
@@ -387,480 +384,6 @@ fn median(mut runs: Vec<LoadReport>) -> LoadReport {
     middle
 }
 
-fn limits_table(limits: &[limits::Limit]) -> String {
-    let mut md = String::from(
-        "## Limits on threads and processes of this machine\n\nA server that spends a thread (or a process) per client stops at the lowest of these; they were read from this machine, not assumed.\n\n| limit | read from | value | what it bounds |\n|---|---|---:|---|\n",
-    );
-    for limit in limits {
-        let _ = writeln!(
-            md,
-            "| `{}` | `{}` | {} | {} |",
-            limit.name, limit.source, limit.value_text, limit.meaning
-        );
-    }
-    md
-}
-
-fn closed_loop_table(scale: &Scale, points: &[Point]) -> String {
-    let mut md = String::new();
-    let _ = writeln!(
-        md,
-        "## Closed loop (median of {} runs of {} s each)\n\nEach connection sends a message, waits for its whole echo and sends the next. Every round counts: one still unanswered when the window closes is recorded at its age. *W×λ* is mean latency × throughput, which Little's law says must equal the connections (each always has one round in flight); a run more than 10% off fails. Over a finite window the law is exact when the throughput counts every round the window saw, the ones still unanswered at its end too; that is about one round per connection more than the answered rounds the *round trips/s* column counts. A round sent before the window opened counts from the opening (what comes before is warm-up). Fairness: round trips per connection in the window (min / median / max), Jain's index (1 = all equal), and connections that completed none.\n",
-        scale.repeats, scale.seconds
-    );
-    md.push_str("| server | conns | msg | round trips/s | mean µs | p50 µs | p99 µs | p99.9 µs | W×λ | rounds/conn min / med / max | Jain | idle | failed | mismatched bytes |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
-    for point in points {
-        let r = &point.report;
-        let _ = writeln!(
-            md,
-            "| {} | {} | {} B | {:.0} | {:.0} | {} | {} | {} | {:.1}{} | {} / {} / {} | {:.3} | {} | {} | {} |",
-            point.peer.label,
-            r.connections,
-            r.size,
-            r.round_trips_per_sec,
-            r.mean_us,
-            r.p50_us,
-            r.p99_us,
-            r.p999_us,
-            r.little_connections,
-            if point.little_ok { "" } else { " ✗" },
-            r.fairness.min,
-            r.fairness.median,
-            r.fairness.max,
-            r.fairness.jain,
-            r.fairness.idle,
-            r.failed,
-            r.mismatches
-        );
-    }
-    md
-}
-
-fn open_loop_table(scale: &Scale, open: &[(Peer, LoadReport)]) -> String {
-    let mut md = String::new();
-    let _ = writeln!(
-        md,
-        "## Open loop: {} connections, {} B, {} s per offered rate\n\nMessages go out on a fixed schedule whatever the server does (wrk2-style); a send that must wait for the previous echo goes out late, and its latency counts from when it was due, so a stall is charged to every message it delayed (coordinated omission corrected). *Unanswered* counts sends due in the window whose echo had not come back when it closed, recorded at their age.\n",
-        scale.open_connections, TARGET_SIZE, scale.open_seconds
-    );
-    md.push_str("| server | offered/s | answered/s | mean µs | p50 µs | p99 µs | p99.9 µs | max µs | unanswered | failed | mismatched bytes |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
-    for (peer, r) in open {
-        let _ = writeln!(
-            md,
-            "| {} | {:.0} | {:.0} | {:.0} | {} | {} | {} | {} | {} | {} | {} |",
-            peer.label,
-            r.offered_per_sec.unwrap_or(0.0),
-            r.round_trips_per_sec,
-            r.mean_us,
-            r.p50_us,
-            r.p99_us,
-            r.p999_us,
-            r.max_us,
-            r.unanswered,
-            r.failed,
-            r.mismatches
-        );
-    }
-    md
-}
-
-fn memory_table(costs: &[(Peer, Cost)]) -> String {
-    let mut md = String::from(
-        "## What a held connection costs\n\nA fresh server, then N connections opened and echoed once each, then held. The differences before → after: the server's memory (PSS summed over its processes, so pages a forking server shares count once), kernel stacks (`KernelStack` in /proc/meminfo: one per thread, which no RSS includes), and TCP socket buffers (`mem` in /proc/net/sockstat, both ends: the load generator's sockets are on this machine too, so half is charged to the server). Machine-wide readings include whatever else ran meanwhile. Median of the runs by cost per connection.\n\n| server | held | served | memory | kernel stacks | socket buffers (both ends) | per connection | main process RSS | threads | processes |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
-    );
-    for (peer, cost) in costs {
-        let _ = writeln!(
-            md,
-            "| {} | {} | {} | {:.1} MiB | {:.1} MiB | {:.1} MiB | **{:.1} KiB** | {:.1} MiB | {} | {} |",
-            peer.label,
-            cost.connections,
-            cost.served,
-            cost.user_kib() / 1024.0,
-            cost.kernel_stack_kib() / 1024.0,
-            cost.tcp_buffers_kib() / 1024.0,
-            cost.per_connection_kib(),
-            mib(cost.after.rss_kib),
-            cost.after.threads,
-            cost.after.processes
-        );
-    }
-    md
-}
-
-fn backlog_table(scale: &Scale, backlogs: &[(u32, HoldReport)]) -> String {
-    if backlogs.is_empty() {
-        return String::new();
-    }
-    let mut md = String::new();
-    let _ = writeln!(
-        md,
-        "## Lesson 4's original backlog of 10: {} clients connecting at once\n\nA client counts as failed when it got no echo within {} s.\n\n| backlog | served | failed | last client served or given up after |\n|---:|---:|---:|---:|",
-        scale.backlog_clients, scale.backlog_patience
-    );
-    for (backlog, report) in backlogs {
-        let _ = writeln!(
-            md,
-            "| {backlog} | {} | {} | {:.2} s |",
-            report.served, report.failed, report.all_served_secs
-        );
-    }
-    md
-}
-
-fn churn_table(scale: &Scale, churns: &[(Peer, ChurnReport)]) -> String {
-    let mut md = String::new();
-    let _ = writeln!(
-        md,
-        "## Churn: {} connect–echo–close cycles, 50 at a time\n\n| server | seconds | failed | mismatched bytes | descriptors before → after | threads before → after |\n|---|---:|---:|---:|---:|---:|",
-        scale.churn
-    );
-    for (peer, churn) in churns {
-        let (fds, threads) = match (churn.before, churn.after) {
-            (Some(b), Some(a)) => (
-                format!("{} → {}", b.open_fds, a.open_fds),
-                format!("{} → {}", b.threads, a.threads),
-            ),
-            _ => (String::new(), String::new()),
-        };
-        let _ = writeln!(
-            md,
-            "| {} | {:.2} | {} | {} | {fds} | {threads} |",
-            peer.label, churn.seconds, churn.failed, churn.mismatches
-        );
-    }
-    md
-}
-
-/// The issue's targets, each with what was measured and whether it held.
-/// A target whose server could not run fails: nothing was shown.
-fn targets(
-    scale: &Scale,
-    points: &[Point],
-    open: &[(Peer, LoadReport)],
-    costs: &[(Peer, Cost)],
-    churns: &[(Peer, ChurnReport)],
-) -> Vec<Target> {
-    let mut targets = Vec::new();
-    let most = *scale.holds.last().unwrap_or(&0);
-    let cost = |peer: Peer, held: usize| {
-        costs
-            .iter()
-            .find(|(p, c)| *p == peer && c.connections == held)
-            .map(|(_, c)| *c)
-    };
-    let held5 = cost(LESSON5, most);
-    targets.push(Target {
-        what: format!("lesson 5 holds {most} connections, all served, server RSS < 30 MiB"),
-        measured: held5.map_or("not measured".into(), |c| {
-            format!(
-                "{} of {} served, {} failed, {:.1} MiB",
-                c.served,
-                c.connections,
-                c.failed,
-                mib(c.after.rss_kib)
-            )
-        }),
-        pass: held5.is_some_and(|c| {
-            c.served as usize == most && c.failed == 0 && c.after.rss_kib < 30 * 1024
-        }),
-    });
-    for &held in scale.holds {
-        let (four, five) = (cost(LESSON4, held), cost(LESSON5, held));
-        targets.push(Target {
-            what: format!(
-                "memory per connection at {held} held: lesson 5 ≤ 1/5 of lesson 4 (memory + kernel stacks + socket buffers)"
-            ),
-            measured: match (four, five) {
-                (Some(four), Some(five)) => format!(
-                    "{:.1} KiB vs {:.1} KiB",
-                    five.per_connection_kib(),
-                    four.per_connection_kib()
-                ),
-                _ => "not measured".into(),
-            },
-            pass: matches!((four, five), (Some(four), Some(five))
-                if five.per_connection_kib() * 5.0 <= four.per_connection_kib()),
-        });
-    }
-    let at = |peer: Peer| {
-        points
-            .iter()
-            .find(|p| {
-                p.peer == peer
-                    && p.report.connections == TARGET_CONNECTIONS
-                    && p.report.size == TARGET_SIZE
-            })
-            .map(|p| &p.report)
-    };
-    let rate = |peer| at(peer).map(|r| r.round_trips_per_sec);
-    for other in [LESSON4, TOKIO] {
-        targets.push(Target {
-            what: format!(
-                "closed loop, {TARGET_SIZE} B, {TARGET_CONNECTIONS} connections: lesson 5 ≥ {} in round trips/s",
-                other.short()
-            ),
-            measured: match (rate(LESSON5), rate(other)) {
-                (Some(five), Some(them)) => format!("{five:.0} vs {them:.0}"),
-                _ => "not measured".into(),
-            },
-            pass: matches!((rate(LESSON5), rate(other)), (Some(five), Some(them)) if five >= them),
-        });
-    }
-    let jain = at(LESSON5).map(|r| r.fairness.jain);
-    targets.push(Target {
-        what: format!(
-            "closed loop, {TARGET_SIZE} B, {TARGET_CONNECTIONS} connections: Jain's index ≥ 0.9 for lesson 5"
-        ),
-        measured: jain.map_or("not measured".into(), |j| format!("{j:.3}")),
-        pass: jain.is_some_and(|j| j >= 0.9),
-    });
-    for peer in [LESSON4, LESSON5] {
-        let reports: Vec<&LoadReport> = points
-            .iter()
-            .filter(|p| p.peer == peer)
-            .map(|p| &p.report)
-            .chain(open.iter().filter(|(p, _)| *p == peer).map(|(_, r)| r))
-            .collect();
-        let failed: u64 = reports.iter().map(|r| r.failed).sum();
-        let mismatched: u64 = reports.iter().map(|r| r.mismatches).sum();
-        targets.push(Target {
-            what: format!(
-                "{}: 0 failed connections, 0 mismatched bytes at every point (closed and open loop)",
-                peer.short()
-            ),
-            measured: if reports.is_empty() {
-                "not measured".into()
-            } else {
-                format!(
-                    "{failed} failed, {mismatched} mismatched bytes over {} points",
-                    reports.len()
-                )
-            },
-            pass: !reports.is_empty() && failed == 0 && mismatched == 0,
-        });
-    }
-    let broken: Vec<String> = points
-        .iter()
-        .filter(|p| !p.little_ok)
-        .map(|p| {
-            format!(
-                "{} at {} × {} B",
-                p.peer.short(),
-                p.report.connections,
-                p.report.size
-            )
-        })
-        .collect();
-    targets.push(Target {
-        what: "Little's law (mean latency × throughput = connections ± 10%) holds in every closed-loop run".into(),
-        measured: if broken.is_empty() {
-            format!("{} points × {} runs checked", points.len(), scale.repeats)
-        } else {
-            format!("off at {}", broken.join(", "))
-        },
-        pass: broken.is_empty() && !points.is_empty(),
-    });
-    for (peer, churn) in churns {
-        if let (Some(before), Some(after)) = (churn.before, churn.after) {
-            targets.push(Target {
-                what: format!(
-                    "{}: after {} churn cycles, descriptors and threads back to the start (±2), none failed",
-                    peer.short(),
-                    churn.cycles
-                ),
-                measured: format!(
-                    "descriptors {} → {}, threads {} → {}, {} failed",
-                    before.open_fds, after.open_fds, before.threads, after.threads, churn.failed
-                ),
-                pass: after.open_fds.abs_diff(before.open_fds) <= 2
-                    && after.threads.abs_diff(before.threads) <= 2
-                    && churn.failed == 0,
-            });
-        }
-    }
-    targets
-}
-
-fn draw_charts(
-    out_dir: &Path,
-    scale: &Scale,
-    points: &[Point],
-    open: &[(Peer, LoadReport)],
-) -> Result<()> {
-    let mut peers: Vec<Peer> = points.iter().map(|p| p.peer).collect();
-    peers.dedup();
-    let mut throughput = Vec::new();
-    let mut p99 = Vec::new();
-    for &peer in &peers {
-        for &size in scale.sizes {
-            let at = || {
-                points
-                    .iter()
-                    .filter(move |p| p.peer == peer && p.report.size == size)
-            };
-            let label = format!("{} · {size} B", peer.short());
-            throughput.push(Series {
-                label: label.clone(),
-                points: at()
-                    .map(|p| (p.report.connections as f64, p.report.round_trips_per_sec))
-                    .collect(),
-            });
-            p99.push(Series {
-                label,
-                points: at()
-                    .map(|p| (p.report.connections as f64, p.report.p99_us as f64))
-                    .collect(),
-            });
-        }
-    }
-    charts::draw(
-        &out_dir.join("bench-throughput.svg"),
-        &Chart {
-            title: "Closed loop: round trips per second",
-            x_label: "connections (log scale)",
-            y_label: "round trips/s",
-            log_x: true,
-            log_y: false,
-        },
-        &throughput,
-    )?;
-    charts::draw(
-        &out_dir.join("bench-p99.svg"),
-        &Chart {
-            title: "Closed loop: p99 latency (every round counted)",
-            x_label: "connections (log scale)",
-            y_label: "p99 latency, µs (log scale)",
-            log_x: true,
-            log_y: true,
-        },
-        &p99,
-    )?;
-    for &peer in &peers {
-        let at = || open.iter().filter(move |(p, _)| *p == peer);
-        let series = [("p50", 0.5), ("p99", 0.99), ("p99.9", 0.999), ("max", 1.0)]
-            .into_iter()
-            .map(|(name, q)| Series {
-                label: name.into(),
-                points: at()
-                    .map(|(_, r)| {
-                        let value = match q {
-                            0.5 => r.p50_us,
-                            0.99 => r.p99_us,
-                            0.999 => r.p999_us,
-                            _ => r.max_us,
-                        };
-                        (r.offered_per_sec.unwrap_or(0.0), value as f64)
-                    })
-                    .collect(),
-            })
-            .collect::<Vec<_>>();
-        let title = format!("Open loop: {}", peer.label);
-        charts::draw(
-            &out_dir.join(format!("bench-open-{}.svg", peer.key)),
-            &Chart {
-                title: &title,
-                x_label: "offered round trips/s",
-                y_label: "latency from the due time, µs (log scale)",
-                log_x: false,
-                log_y: true,
-            },
-            &series,
-        )?;
-    }
-    Ok(())
-}
-
-/// The chapter's answer to "how far does thread-per-client go?", in
-/// sentences whose figures come from this run.
-fn summary(
-    scale: &Scale,
-    points: &[Point],
-    costs: &[(Peer, Cost)],
-    limits: &[limits::Limit],
-) -> String {
-    let mut md = String::new();
-    let most = *scale.holds.last().unwrap_or(&0);
-    let cost = |peer: Peer| {
-        costs
-            .iter()
-            .find(|(p, c)| *p == peer && c.connections == most)
-            .map(|(_, c)| *c)
-    };
-    let at = |peer: Peer| {
-        points
-            .iter()
-            .find(|p| {
-                p.peer == peer
-                    && p.report.connections == TARGET_CONNECTIONS
-                    && p.report.size == TARGET_SIZE
-            })
-            .map(|p| &p.report)
-    };
-    if let Some(four) = cost(LESSON4) {
-        let _ = writeln!(
-            md,
-            "- **Lesson 4 (a thread per client)** held {} connections ({} served) with {} threads. Each connection cost {:.1} KiB: {:.1} KiB of the server's own memory, {:.1} KiB of kernel stack and {:.1} KiB of socket buffers (its half).",
-            four.connections,
-            four.served,
-            four.after.threads,
-            four.per_connection_kib(),
-            four.user_kib() / four.connections as f64,
-            four.kernel_stack_kib() / four.connections as f64,
-            four.tcp_buffers_kib() / 2.0 / four.connections as f64
-        );
-    }
-    if let Some(five) = cost(LESSON5) {
-        let _ = writeln!(
-            md,
-            "- **Lesson 5 (epoll, one thread)** held {} connections ({} served) in {:.1} MiB resident with {} thread: {:.1} KiB per connection, of which {:.1} KiB are socket buffers.",
-            five.connections,
-            five.served,
-            mib(five.after.rss_kib),
-            five.after.threads,
-            five.per_connection_kib(),
-            five.tcp_buffers_kib() / 2.0 / five.connections as f64
-        );
-    }
-    if let Some(fork) = cost(FORK) {
-        let _ = writeln!(
-            md,
-            "- **A process per client** (fork) held {} connections ({} served) with {} processes: {:.1} KiB per connection.",
-            fork.connections,
-            fork.served,
-            fork.after.processes,
-            fork.per_connection_kib()
-        );
-    }
-    for peer in [LESSON4, LESSON5, TOKIO] {
-        if let Some(r) = at(peer) {
-            let _ = writeln!(
-                md,
-                "- At {TARGET_CONNECTIONS} busy connections × {TARGET_SIZE} B, **{}** made {:.0} round trips/s with a mean latency of {:.1} ms (p99 {:.1} ms); the least-served connection completed {} round trips, the most-served {} (Jain's index {:.3}, {} connections with none).",
-                peer.label,
-                r.round_trips_per_sec,
-                r.mean_us / 1000.0,
-                r.p99_us as f64 / 1000.0,
-                r.fairness.min,
-                r.fairness.max,
-                r.fairness.jain,
-                r.fairness.idle
-            );
-        }
-    }
-    let nofile = limits
-        .iter()
-        .find(|limit| limit.name.starts_with("RLIMIT_NOFILE"))
-        .map_or("unknown", |limit| limit.value_text.as_str());
-    if let Some((limit, threads)) = limits::lowest(limits) {
-        let _ = writeln!(
-            md,
-            "- Where thread-per-client stops on this machine: at most {threads} threads, set by `{}` ({}), less what is already in use; and at {nofile} open descriptors per process (`RLIMIT_NOFILE`, hard limit), one per client, which binds every design here, lesson 5's too.",
-            limit.name, limit.meaning
-        );
-    }
-    md
-}
-
 fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .ok()
@@ -909,6 +432,6 @@ fn machine() -> String {
     )
 }
 
-fn mib(kib: u64) -> f64 {
+pub fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
