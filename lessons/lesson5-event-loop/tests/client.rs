@@ -6,11 +6,16 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
-use std::thread;
+use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use assert_cmd::Command;
-use common::{CLIENT, client_chat, random_letters, start_client, start_server};
+use common::{CLIENT, client_chat, cpu_ticks, random_letters, start_client, start_server};
+use nix::sys::socket::{
+    AddressFamily, Backlog, SockFlag, SockType, SockaddrStorage, bind, listen, setsockopt, socket,
+    sockopt,
+};
+use std::os::fd::AsRawFd;
 use testkit::{DEADLINE, LOCALHOST};
 
 fn any_port() -> SocketAddr {
@@ -140,4 +145,110 @@ fn works_with_lesson_3s_server() {
     client_chat(&mut client, "hello lesson 3");
     client.close_stdin();
     assert!(client.wait_exit().success(), "{}", client.describe());
+}
+
+/// An echo server built like lesson 3's (recv, then send all of it, with
+/// blocking calls) whose connection has 4 KiB buffers: when nobody reads
+/// its echo, it stops reading after a few KiB.
+fn small_buffer_echo_server() -> (SocketAddr, JoinHandle<()>) {
+    // Set before listen, as tcp(7) asks, and inherited by the accepted
+    // socket; a size set by hand is not grown by the kernel's autotuning.
+    let fd = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .expect("socket");
+    setsockopt(&fd, sockopt::RcvBuf, &4096).expect("SO_RCVBUF");
+    setsockopt(&fd, sockopt::SndBuf, &4096).expect("SO_SNDBUF");
+    bind(fd.as_raw_fd(), &SockaddrStorage::from(any_port())).expect("bind");
+    listen(&fd, Backlog::new(1).expect("backlog")).expect("listen");
+    let listener = TcpListener::from(fd);
+    let addr = listener.local_addr().expect("local address");
+    let server = thread::spawn(move || {
+        let (mut stream, _) = listener.accept().expect("accept");
+        stream.set_write_timeout(Some(DEADLINE)).expect("timeout");
+        let mut buffer = [0u8; 4096];
+        while let Ok(received @ 1..) = stream.read(&mut buffer) {
+            if stream.write_all(&buffer[..received]).is_err() {
+                break;
+            }
+        }
+    });
+    (addr, server)
+}
+
+/// A line longer than all the buffers between a client and
+/// [`small_buffer_echo_server`] can hold: the client's send buffer at its
+/// largest (the third number of tcp_wmem), its receive buffer as it starts
+/// (the second of tcp_rmem: it grows only as the program reads), the
+/// server's 4 KiB ones, plus 4 MiB. About 8 MiB with Linux's defaults.
+fn line_longer_than_the_buffers() -> Vec<u8> {
+    let field = |file: &str, index: usize| -> usize {
+        let text = std::fs::read_to_string(format!("/proc/sys/net/ipv4/{file}")).expect(file);
+        text.split_whitespace()
+            .nth(index)
+            .and_then(|n| n.parse().ok())
+            .expect("three numbers")
+    };
+    let len = field("tcp_wmem", 2) + field("tcp_rmem", 1) + 4 * 1024 * 1024;
+    random_letters(9, len)
+}
+
+/// What lesson 5's client fixes: lesson 3's client sends the whole line
+/// before it reads any echo. The server's echo fills the buffers toward the
+/// client, the server stops reading, the buffers toward the server fill,
+/// and the client's send never finishes: both wait for each other forever.
+#[test]
+fn lesson_3s_client_deadlocks_on_a_line_longer_than_the_buffers() {
+    let (addr, server) = small_buffer_echo_server();
+    let mut client = start_client("lesson 3's client", "lesson3-client", addr);
+    let line = line_longer_than_the_buffers();
+    // Lesson 3's client reads the whole line before sending, so this
+    // returns once the line is typed.
+    client.type_bytes(&[line.as_slice(), b"\n"].concat());
+    thread::sleep(Duration::from_millis(1000));
+    let before = cpu_ticks(client.pid());
+    thread::sleep(Duration::from_millis(500));
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", client.pid())).expect("stat");
+    let state = stat[stat.rfind(')').expect("(comm)") + 2..].chars().next();
+    assert_eq!(state, Some('S'), "still there, asleep: {stat}");
+    assert_eq!(
+        cpu_ticks(client.pid()),
+        before,
+        "no progress: it waits in send"
+    );
+    assert!(
+        !client.stdout().contains("client receive"),
+        "no echo came back"
+    );
+    client.kill();
+    server
+        .join()
+        .expect("the server ends once the client is gone");
+}
+
+/// The same server and the same line: lesson 5's client reads the echo
+/// while it sends, so the server never stops reading, and the line comes
+/// back whole.
+#[test]
+fn the_same_line_and_server_do_not_deadlock_lesson_5s_client() {
+    let (addr, server) = small_buffer_echo_server();
+    let line = line_longer_than_the_buffers();
+    let output = Command::new(testkit::bin(CLIENT))
+        .args(["--server", &addr.to_string()])
+        .write_stdin([line.as_slice(), b"\n"].concat())
+        .timeout(DEADLINE)
+        .output()
+        .expect("run the client");
+    assert!(output.status.success(), "{:?}", output.status);
+    let expected = [
+        format!("connected to {addr}\nclient receive: ").as_bytes(),
+        &line,
+        b"\n",
+    ]
+    .concat();
+    assert!(output.stdout == expected, "the echo differs");
+    server.join().expect("the server ends at the client's end");
 }

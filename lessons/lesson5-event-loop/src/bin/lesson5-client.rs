@@ -154,8 +154,9 @@ fn run(server: SocketAddr) -> Result<()> {
 struct Chat {
     /// Typed bytes not yet cut into a line.
     typed: Vec<u8>,
-    /// Whole lines waiting to be sent, as one byte stream.
-    unsent: Vec<u8>,
+    /// Whole lines waiting to be sent, as one byte stream. A deque: sent
+    /// bytes leave from the front without moving the rest.
+    unsent: VecDeque<u8>,
     /// The length of each line sent or queued whose echo has not come back
     /// whole yet, oldest first: TCP is a stream, so these lengths are what
     /// cuts the incoming bytes back into lines.
@@ -180,13 +181,16 @@ impl Chat {
             Err(Errno::EAGAIN | Errno::EINTR) => return Ok(()),
             Err(err) => return Err(err),
         };
+        // Only the new bytes can hold a newline: the rest was searched.
+        let mut search_from = self.typed.len();
         self.typed.extend_from_slice(&chunk[..read]);
-        while let Some(newline) = self.typed.iter().position(|&byte| byte == b'\n') {
-            let line: Vec<u8> = self.typed.drain(..=newline).collect();
+        while let Some(at) = self.typed[search_from..].iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.typed.drain(..=search_from + at).collect();
             self.queue_line(line);
             if self.input_done {
                 return Ok(());
             }
+            search_from = 0;
         }
         if read == 0 {
             // End of input (Ctrl+D). A last line without a newline is
@@ -211,7 +215,7 @@ impl Chat {
             return;
         }
         self.expected.push_back(line.len());
-        self.unsent.extend_from_slice(&line);
+        self.unsent.extend(&line);
     }
 
     // ANCHOR: send_some
@@ -220,7 +224,9 @@ impl Chat {
         while !self.unsent.is_empty() {
             // MSG_NOSIGNAL: if the server is gone, fail with EPIPE rather
             // than being killed by SIGPIPE before the error can be reported.
-            match send(socket.as_raw_fd(), &self.unsent, MsgFlags::MSG_NOSIGNAL) {
+            // The deque's first contiguous part; the rest goes next turn.
+            let (unsent, _) = self.unsent.as_slices();
+            match send(socket.as_raw_fd(), unsent, MsgFlags::MSG_NOSIGNAL) {
                 Ok(sent) => {
                     self.unsent.drain(..sent);
                 }

@@ -118,9 +118,9 @@ fn run(args: &Args) -> Result<()> {
     // ANCHOR: socket
     // 1. Create the socket: a TCP (stream) socket of the address's family.
     // New: SOCK_NONBLOCK. The one thread must never sleep anywhere but in
-    // epoll_wait: an `accept` with nothing queued fails with EAGAIN instead
-    // of waiting (a client that reset its connection after epoll reported
-    // it leaves the queue empty).
+    // epoll_wait. `accept_clients` takes connections until the queue is
+    // empty, and learns that it is from EAGAIN; a blocking accept would
+    // instead wait there for the next client, with every other one unserved.
     let listener = socket(
         family,
         SockType::Stream,
@@ -176,7 +176,7 @@ fn run(args: &Args) -> Result<()> {
     let mut events = vec![EpollEvent::empty(); MAX_EVENTS];
     loop {
         // Log lines are collected while the events are handled and written
-        // in one go before sleeping: one write(2) per wakeup, not per line.
+        // together before sleeping, not with one write(2) per line.
         server.flush_log();
         let timeout = match server.accept_paused_until {
             Some(until) => EpollTimeout::try_from(until.saturating_duration_since(Instant::now()))
