@@ -97,19 +97,33 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        // A forking server's children end when their clients leave, and
+        // the server reaps them. Killed with their parent instead, they
+        // would be left for PID 1 to reap (some containers' PID 1 does so
+        // late), each holding a process id meanwhile: give them a moment.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while crate::memory::tree(self.child.id()).len() > 1 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
         let group = Pid::from_raw(self.child.id() as i32);
         let _ = killpg(group, Signal::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
-                // The forked children go with the group.
-                let _ = killpg(group, Signal::SIGKILL);
-                return;
+                break;
             }
             std::thread::sleep(Duration::from_millis(10));
         }
+        // Whatever is left of the group (a forking server's children) goes
+        // too, and the next measurement waits until every one is gone: the
+        // kernel stacks of ten thousand exiting processes would otherwise
+        // still show in its machine-wide readings.
         let _ = killpg(group, Signal::SIGKILL);
         let _ = self.child.wait();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while killpg(group, None).is_ok() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 

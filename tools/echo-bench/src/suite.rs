@@ -64,7 +64,7 @@ const FULL: Scale = Scale {
     backlog_clients: 1000,
     backlog_patience: 70,
     churn: 10_000,
-    stall: Duration::from_secs(15),
+    stall: Duration::from_secs(10),
 };
 
 const QUICK: Scale = Scale {
