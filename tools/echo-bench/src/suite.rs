@@ -98,7 +98,8 @@ pub struct Point {
 pub fn run(quick: bool) -> Result<bool> {
     let scale = if quick { &QUICK } else { &FULL };
     STALL.with(|stall| stall.set(scale.stall));
-    let root = workspace_bin::workspace_root().to_path_buf();
+    let root = workspace_bin::workspace_root();
+    let root = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
     let out_dir = if quick {
         std::env::var_os("CARGO_TARGET_DIR")
             .map_or_else(|| root.join("target"), PathBuf::from)
