@@ -87,10 +87,10 @@ generated:
 
 # ---- benchmark ----
 
-# Benchmark lesson 4's server (and ncat's process per connection): `just bench` writes the book's tables and charts; `just bench quick` takes under a minute.
+# Benchmark every server design (lessons 4-5, fork and tokio peers, ncat). `just bench` REWRITES TRACKED FILES (docs/src/generated/bench*); `just bench quick` (under a minute) writes under the target dir. Fails if a target does not hold.
 bench mode="full":
-    cargo build -q --release -p echo-bench -p lesson4-tcp-reuseaddr
-    target/release/echo-bench suite {{ if mode == "quick" { "--quick" } else { "" } }}
+    @echo {{ if mode == "quick" { "'just bench quick: results go under the target directory (target/bench-quick/).'" } else { "'just bench: this run rewrites the tracked files docs/src/generated/bench.md, bench-summary.md and bench-*.svg.'" } }}
+    cargo run -q --release -p echo-bench -- suite {{ if mode == "quick" { "--quick" } else { "" } }}
 
 # ---- the network lab ----
 

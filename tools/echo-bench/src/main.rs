@@ -1,28 +1,34 @@
 //! echo-bench: a load generator for TCP echo servers.
 //!
-//! `load` runs closed-loop round trips on N connections, `hold` opens N
-//! connections and keeps them, `churn` connects, echoes and closes again and
-//! again, and `suite` is what `just bench` runs: lesson 4's server and a
-//! process-per-connection peer at every load point, into the book's tables
-//! and charts. One thread and one epoll loop drive every connection.
+//! `load` runs closed-loop round trips on N connections, `open` offers a
+//! fixed rate (open loop, wrk2-style), `hold` opens N connections and keeps
+//! them, `churn` connects, echoes and closes again and again, and `suite`
+//! is what `just bench` runs: every server design at every load point, into
+//! the book's tables and charts, with the targets as its exit status. One
+//! thread and one epoll loop drive every connection.
 
 mod charts;
 mod engine;
+mod limits;
+mod memory;
 mod proc_stats;
 mod report;
 mod runs;
+mod servers;
 mod suite;
+mod targets;
+mod writeup;
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use engine::{Mode, Plan};
+use engine::{Accounting, Mode, Plan};
 use report::LoadReport;
 
 #[derive(Parser, Debug)]
@@ -52,6 +58,26 @@ enum Command {
         /// Instead of a duration: exactly this many round trips per connection.
         #[arg(long)]
         rounds: Option<u64>,
+        /// Count only the rounds answered inside the window, as this tool
+        /// once did: the Little's-law check then fails on a server that
+        /// starves connections (kept to show what the check catches).
+        #[arg(long, hide = true)]
+        answered_only: bool,
+    },
+    /// Open loop, wrk2-style: sends at a fixed rate whatever the server
+    /// does, and counts each round's latency from when its send was due.
+    Open {
+        #[command(flatten)]
+        common: Common,
+        /// Message size in bytes.
+        #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
+        size: u64,
+        /// Round trips per second offered, over all connections.
+        #[arg(long)]
+        rate: f64,
+        /// How long to measure, in seconds (from the moment all connections are up).
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
     },
     /// Opens the connections, checks that each is served (one echo), holds
     /// them, and reports the server's memory and threads.
@@ -118,6 +144,7 @@ fn run(command: Command) -> Result<()> {
             size,
             seconds,
             rounds,
+            answered_only,
         } => {
             let mode = match rounds {
                 Some(rounds) => Mode::Rounds { rounds },
@@ -125,13 +152,42 @@ fn run(command: Command) -> Result<()> {
                     duration: Duration::from_secs_f64(seconds.max(0.01)),
                 },
             };
-            let outcome = engine::run(&plan(&common, size as usize, mode), progress(&common))?;
+            let mut plan = plan(&common, size as usize, mode);
+            if answered_only {
+                plan.accounting = Accounting::AnsweredOnly;
+            }
+            let outcome = engine::run(&plan, progress(&common))?;
             let mut report = LoadReport::new(common.connections as usize, size as usize, &outcome);
             if rounds.is_some() {
-                // No time window: every round trip counts.
+                // No time window: every round trip counts, and there is no rate.
                 report.seconds = 0.0;
                 report.round_trips_per_sec = 0.0;
+                report.little_connections = 0.0;
+                return print(&common, &report, &report.line());
             }
+            print(&common, &report, &report.line())?;
+            if !report.little_holds() {
+                bail!("{}", report.little_error());
+            }
+            Ok(())
+        }
+        Command::Open {
+            common,
+            size,
+            rate,
+            seconds,
+        } => {
+            if !(rate.is_finite() && rate > 0.0) {
+                bail!("--rate must be a positive number of round trips per second, not {rate}");
+            }
+            let mode = Mode::Open {
+                rate,
+                duration: Duration::from_secs_f64(seconds.max(0.01)),
+            };
+            let outcome = engine::run(&plan(&common, size as usize, mode), progress(&common))?;
+            let mut report = LoadReport::new(common.connections as usize, size as usize, &outcome);
+            report.offered_per_sec = Some(rate);
+            report.little_connections = 0.0;
             print(&common, &report, &report.line())
         }
         Command::Hold {
@@ -161,7 +217,13 @@ fn run(command: Command) -> Result<()> {
             )?;
             print(&common, &report, &report.line())
         }
-        Command::Suite { quick } => suite::run(quick),
+        Command::Suite { quick } => {
+            if suite::run(quick)? {
+                Ok(())
+            } else {
+                bail!("a target of the benchmark does not hold (see FAIL above)")
+            }
+        }
     }
 }
 
@@ -172,6 +234,7 @@ fn plan(common: &Common, size: usize, mode: Mode) -> Plan {
         size,
         mode,
         stall_timeout: Duration::from_secs_f64(common.stall_seconds.max(0.1)),
+        accounting: Accounting::EveryRound,
     }
 }
 

@@ -1,44 +1,55 @@
 //! `just bench`: the whole measurement, end to end.
 //!
-//! Starts lesson 4's server (and, when `ncat` is installed, a
-//! process-per-connection echo server: `ncat --exec /bin/cat` forks one `cat`
-//! per client, the design that came before thread-per-client), runs every
-//! load point several times and keeps the median, then holds 10,000
-//! connections, shows what the original backlog of 10 does to 1,000 clients
-//! connecting at once, and churns 10,000 connections. It prints the tables
-//! and writes them, with the issue's targets checked, into the book's
-//! generated files (quick mode writes to target/bench-quick/ instead).
+//! Starts every server design in turn (lesson 4, lesson 5, the
+//! fork-per-client and tokio servers of tools/, and ncat), each on a free
+//! loopback port and pinned to the load generator's CPU, and measures:
+//! closed-loop round trips at every load point (median of several runs,
+//! each checked against Little's law), fairness per point, an open-loop
+//! sweep of offered rates (latency from each send's due time), and what a
+//! held connection costs in memory, kernel stacks and socket buffers. Then
+//! lesson 4's original backlog of 10 against a burst of clients, and churn.
+//! It prints the tables, writes them into the book's generated files (quick
+//! mode writes under the target directory instead), and exits non-zero when
+//! a target of the issue does not hold.
 
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
-use nix::sched::{CpuSet, sched_setaffinity};
-use nix::sys::signal::{Signal, kill};
+use anyhow::{Context, Result};
 use nix::unistd::Pid;
 
-use crate::charts::{self, Series};
-use crate::engine::{self, Mode, Plan};
-use crate::proc_stats::{self, ProcStats};
+use crate::engine::{self, Accounting, Mode, Plan};
+use crate::limits;
+use crate::memory::{self, Cost};
 use crate::report::{ChurnReport, HoldReport, LoadReport};
 use crate::runs;
+use crate::servers::{self, LESSON4, LESSON5, Peer, Server};
+use crate::targets::targets;
+use crate::writeup::{
+    backlog_table, churn_table, closed_loop_table, draw_charts, limits_table, memory_table,
+    open_loop_table, summary,
+};
 
 /// What one run of the suite covers.
-struct Scale {
-    connections: &'static [usize],
-    sizes: &'static [usize],
-    repeats: usize,
-    seconds: f64,
-    hold: usize,
-    backlog_clients: usize,
+pub struct Scale {
+    pub connections: &'static [usize],
+    pub sizes: &'static [usize],
+    pub repeats: usize,
+    pub seconds: f64,
+    /// Open loop: offered round trips per second, on `open_connections`.
+    pub rates: &'static [f64],
+    pub open_connections: usize,
+    pub open_seconds: f64,
+    /// Held connections for the memory table; the last is the target's.
+    pub holds: &'static [usize],
+    pub backlog_clients: usize,
     /// How long a client of the backlog experiment may wait, in seconds:
     /// long enough that what fails is the kernel's doing, not this limit.
-    backlog_patience: u64,
-    churn: u64,
+    pub backlog_patience: u64,
+    pub churn: u64,
+    /// A connection that makes no progress for this long has failed.
+    pub stall: Duration,
 }
 
 const FULL: Scale = Scale {
@@ -46,71 +57,72 @@ const FULL: Scale = Scale {
     sizes: &[64, 4096],
     repeats: 3,
     seconds: 2.0,
-    hold: 10_000,
+    rates: &[2_000.0, 5_000.0, 10_000.0, 20_000.0, 30_000.0, 40_000.0],
+    open_connections: 100,
+    open_seconds: 2.0,
+    holds: &[1000, 10_000],
     backlog_clients: 1000,
     backlog_patience: 70,
     churn: 10_000,
+    stall: Duration::from_secs(10),
 };
 
 const QUICK: Scale = Scale {
-    connections: &[1, 100],
+    connections: &[10, 1000],
     sizes: &[64],
     repeats: 1,
-    seconds: 0.5,
-    hold: 1000,
+    seconds: 1.0,
+    rates: &[5_000.0, 20_000.0],
+    open_connections: 100,
+    open_seconds: 0.5,
+    holds: &[1000],
     backlog_clients: 100,
-    backlog_patience: 10,
+    backlog_patience: 5,
     churn: 1000,
+    stall: Duration::from_secs(4),
 };
 
-/// An echo server under test.
-struct Server {
-    child: Child,
-    addr: SocketAddr,
+/// The closed-loop point the issue's speed and fairness targets name.
+pub const TARGET_CONNECTIONS: usize = 1000;
+pub const TARGET_SIZE: usize = 64;
+
+/// A closed-loop point: the median run, and whether every run of it held
+/// Little's law.
+pub struct Point {
+    pub peer: Peer,
+    pub report: LoadReport,
+    pub little_ok: bool,
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
-        let _ = self.child.wait();
-    }
-}
-
-pub fn run(quick: bool) -> Result<()> {
+/// Runs the suite; returns whether every target held.
+pub fn run(quick: bool) -> Result<bool> {
     let scale = if quick { &QUICK } else { &FULL };
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let root = manifest
-        .ancestors()
-        .nth(2)
-        .unwrap_or(manifest)
-        .to_path_buf();
+    STALL.with(|stall| stall.set(scale.stall));
+    let root = workspace_bin::workspace_root();
+    let root = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
     let out_dir = if quick {
-        root.join("target/bench-quick")
+        std::env::var_os("CARGO_TARGET_DIR")
+            .map_or_else(|| root.join("target"), PathBuf::from)
+            .join("bench-quick")
     } else {
         root.join("docs/src/generated")
     };
     std::fs::create_dir_all(&out_dir)
         .with_context(|| format!("cannot create {}", out_dir.display()))?;
-    let lesson4 = root.join("target/release/lesson4-server");
-    if !lesson4.exists() {
-        bail!(
-            "{} is missing: build it with `cargo build --release -p lesson4-tcp-reuseaddr` (`just bench` does)",
-            lesson4.display()
-        );
-    }
+    let load_before = loadavg();
+    // Read before pinning: pinned, this process sees one CPU.
     let machine = machine();
-    let pinned = pin(Pid::from_raw(0));
+    let pinned = servers::pin(Pid::from_raw(0));
     let mut md = String::new();
     writeln!(
         md,
-        "Measured on {} by `just bench{}`.\n",
-        machine,
+        "Measured on {machine} by `just bench{}`.\n",
         if quick { " quick" } else { "" }
     )?;
     if pinned {
         writeln!(
             md,
-            "Server and load generator were pinned to the same CPU (CPU 0): on a small virtual machine, wake-ups that cross CPUs swing loopback figures by 2× or more from run to run.\n"
+            "Every server and the load generator ran on the same CPU (CPU 0): on a small virtual machine, wake-ups that cross CPUs swing loopback figures by 2× or more from run to run, and one CPU makes the designs share the same budget. The tokio runtime, started on one CPU, runs one worker thread.\n"
         )?;
     } else {
         writeln!(
@@ -120,23 +132,31 @@ pub fn run(quick: bool) -> Result<()> {
     }
     println!("{}", md.trim_end());
 
-    let ncat = which("ncat");
-    let mut kinds: Vec<&'static str> = vec!["lesson 4 (thread per client)"];
-    if ncat.is_some() {
-        kinds.push("ncat --exec cat (process per connection)");
-    } else {
-        let note = "ncat is not installed: the process-per-connection peer is skipped (`apt-get install ncat`).";
-        println!("{note}");
-        writeln!(md, "{note}\n")?;
+    // ---- which servers can run here ----
+    let mut peers: Vec<(Peer, PathBuf)> = Vec::new();
+    for peer in servers::ALL {
+        match peer.locate() {
+            Ok(path) => peers.push((peer, path)),
+            Err(err) => {
+                let note = format!("{} is skipped: {err:#}.", peer.label);
+                println!("{note}");
+                writeln!(md, "{note}\n")?;
+            }
+        }
     }
+    let limits = limits::thread_limits();
+    let table = limits_table(&limits);
+    println!("\n{}", table.trim_end());
+    writeln!(md, "{table}")?;
 
-    // ---- closed-loop load ----
-    let mut results: Vec<(&str, LoadReport)> = Vec::new();
-    for &kind in &kinds {
-        let server = start(kind, &lesson4, ncat.as_deref(), 4096)?;
+    // ---- closed loop ----
+    let mut points: Vec<Point> = Vec::new();
+    for (peer, path) in &peers {
+        let server = servers::start(peer, path, 4096)?;
         for &size in scale.sizes {
             for &connections in scale.connections {
                 let mut runs = Vec::new();
+                let mut little_ok = true;
                 for _ in 0..scale.repeats {
                     let plan = plan(
                         server.addr,
@@ -146,283 +166,211 @@ pub fn run(quick: bool) -> Result<()> {
                             duration: Duration::from_secs_f64(scale.seconds),
                         },
                     );
-                    let outcome = engine::run(&plan, |_| {})?;
-                    runs.push(LoadReport::new(connections, size, &outcome));
+                    let report = LoadReport::new(connections, size, &engine::run(&plan, |_| {})?);
+                    if !report.little_holds() {
+                        little_ok = false;
+                        println!("  {}: {}", peer.short(), report.little_error());
+                    }
+                    runs.push(report);
                 }
                 let report = median(runs);
-                println!("{kind:<42} {}", report.line());
-                results.push((kind, report));
+                println!("{:<42} {}", peer.label, report.line());
+                points.push(Point {
+                    peer: *peer,
+                    report,
+                    little_ok,
+                });
             }
         }
     }
-    writeln!(
-        md,
-        "## Closed-loop round trips (median of {} runs of {} s each)\n",
-        scale.repeats, scale.seconds
-    )?;
-    writeln!(
-        md,
-        "| server | connections | message | round trips/s | p50 µs | p99 µs | p99.9 µs | failed | mismatched bytes |"
-    )?;
-    writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|")?;
-    for (kind, r) in &results {
-        writeln!(
-            md,
-            "| {kind} | {} | {} B | {:.0} | {} | {} | {} | {} | {} |",
-            r.connections,
-            r.size,
-            r.round_trips_per_sec,
-            r.p50_us,
-            r.p99_us,
-            r.p999_us,
-            r.failed,
-            r.mismatches
-        )?;
-    }
+    writeln!(md, "{}", closed_loop_table(scale, &points))?;
 
-    // ---- hold, backlog, churn: lesson 4 only ----
-    let server = start(kinds[0], &lesson4, None, 4096)?;
-    let pid = server.child.id();
-    let idle = proc_stats::read(pid)?;
-    let held = hold(server.addr, scale.hold, Some(pid), Duration::from_secs(15))?;
-    println!("lesson 4, --backlog 4096: {}", held.line());
-    drop(server);
-
-    let server = start(kinds[0], &lesson4, None, 10)?;
-    let patience = Duration::from_secs(scale.backlog_patience);
-    let backlog10 = hold(server.addr, scale.backlog_clients, None, patience)?;
-    println!("lesson 4, --backlog 10:   {}", backlog10.line());
-    drop(server);
-    let server = start(kinds[0], &lesson4, None, 4096)?;
-    let backlog4096 = hold(server.addr, scale.backlog_clients, None, patience)?;
-    println!("lesson 4, --backlog 4096: {}", backlog4096.line());
-    drop(server);
-
-    let server = start(kinds[0], &lesson4, None, 4096)?;
-    let churn = churn(server.addr, scale.churn, server.child.id())?;
-    println!("lesson 4: {}", churn.line());
-    drop(server);
-
-    writeln!(md, "\n## Holding connections (lesson 4)\n")?;
-    writeln!(
-        md,
-        "| | connections | served | failed | all served after | server resident memory | server threads |"
-    )?;
-    writeln!(md, "|---|---:|---:|---:|---:|---:|---:|")?;
-    writeln!(
-        md,
-        "| idle server | 0 | | | | {:.1} MiB | {} |",
-        mib(idle.rss_kib),
-        idle.threads
-    )?;
-    if let Some(stats) = held.server {
-        writeln!(
-            md,
-            "| `--backlog 4096` | {} | {} | {} | {:.2} s | {:.1} MiB | {} |",
-            held.connections,
-            held.served,
-            held.failed,
-            held.all_served_secs,
-            mib(stats.rss_kib),
-            stats.threads
-        )?;
+    // ---- open loop ----
+    let mut open: Vec<(Peer, LoadReport)> = Vec::new();
+    for (peer, path) in &peers {
+        let server = servers::start(peer, path, 4096)?;
+        for &rate in scale.rates {
+            let mode = Mode::Open {
+                rate,
+                duration: Duration::from_secs_f64(scale.open_seconds),
+            };
+            let plan = plan(server.addr, scale.open_connections, TARGET_SIZE, mode);
+            let mut report = LoadReport::new(
+                scale.open_connections,
+                TARGET_SIZE,
+                &engine::run(&plan, |_| {})?,
+            );
+            report.offered_per_sec = Some(rate);
+            println!("{:<42} {}", peer.label, report.line());
+            open.push((*peer, report));
+        }
     }
-    writeln!(
-        md,
-        "\n## The original backlog of 10: {} clients connecting at once\n\nA client counts as failed when it got no echo within {} s.\n",
-        scale.backlog_clients, scale.backlog_patience
-    )?;
-    writeln!(
-        md,
-        "| backlog | served | failed | last client served or given up after |"
-    )?;
-    writeln!(md, "|---:|---:|---:|---:|")?;
-    for (backlog, report) in [(10, &backlog10), (4096, &backlog4096)] {
-        writeln!(
-            md,
-            "| {backlog} | {} | {} | {:.2} s |",
-            report.served, report.failed, report.all_served_secs
-        )?;
+    writeln!(md, "{}", open_loop_table(scale, &open))?;
+
+    // ---- memory per held connection ----
+    let mut costs: Vec<(Peer, Cost)> = Vec::new();
+    for (peer, path) in &peers {
+        for &held in scale.holds {
+            let mut runs = Vec::new();
+            for _ in 0..scale.repeats {
+                runs.push(hold_cost(peer, path, held)?);
+            }
+            runs.sort_by(|a, b| a.per_connection_kib().total_cmp(&b.per_connection_kib()));
+            let cost = runs.swap_remove(runs.len() / 2);
+            println!(
+                "{:<42} hold {held}: {} served, {:.1} KiB per connection (memory {:.0} KiB, kernel stacks {:.0} KiB, socket buffers {:.0} KiB for both ends), main process RSS {:.1} MiB, {} threads, {} processes",
+                peer.label,
+                cost.served,
+                cost.per_connection_kib(),
+                cost.user_kib(),
+                cost.kernel_stack_kib(),
+                cost.tcp_buffers_kib(),
+                mib(cost.after.rss_kib),
+                cost.after.threads,
+                cost.after.processes
+            );
+            costs.push((*peer, cost));
+        }
     }
-    writeln!(
-        md,
-        "\n## Churn: {} connect–echo–close cycles, {} at a time (lesson 4)\n",
-        churn.cycles, churn.concurrency
-    )?;
-    writeln!(md, "| | open descriptors | threads |")?;
-    writeln!(md, "|---|---:|---:|")?;
-    if let (Some(before), Some(after)) = (churn.before, churn.after) {
-        writeln!(md, "| before | {} | {} |", before.open_fds, before.threads)?;
-        writeln!(md, "| after | {} | {} |", after.open_fds, after.threads)?;
+    writeln!(md, "{}", memory_table(&costs))?;
+
+    // ---- lesson 4's backlog, churn ----
+    let mut churns: Vec<(Peer, ChurnReport)> = Vec::new();
+    let mut backlogs: Vec<(u32, HoldReport)> = Vec::new();
+    for (peer, path) in &peers {
+        if *peer == LESSON4 {
+            let patience = Duration::from_secs(scale.backlog_patience);
+            for backlog in [10, 4096] {
+                let server = servers::start(peer, path, backlog)?;
+                let report = hold(server.addr, scale.backlog_clients, patience)?;
+                println!("lesson 4, --backlog {backlog}: {}", report.line());
+                backlogs.push((backlog, report));
+            }
+        }
+        if *peer == LESSON4 || *peer == LESSON5 {
+            let server = servers::start(peer, path, 4096)?;
+            let report = churn(&server, scale.churn)?;
+            println!("{}: {}", peer.label, report.line());
+            churns.push((*peer, report));
+        }
     }
-    writeln!(
-        md,
-        "\n{} cycles in {:.2} s, {} failed, {} mismatched bytes.",
-        churn.served, churn.seconds, churn.failed, churn.mismatches
-    )?;
+    writeln!(md, "{}", backlog_table(scale, &backlogs))?;
+    writeln!(md, "{}", churn_table(scale, &churns))?;
 
     // ---- targets ----
-    let targets = targets(scale, &results, &held, &churn, kinds.len() > 1);
-    writeln!(md, "\n## Targets\n")?;
+    let targets = targets(scale, &points, &open, &costs, &churns);
+    writeln!(md, "## Targets\n")?;
+    writeln!(
+        md,
+        "These are the suite's exit status: `just bench` fails when one does not hold.\n"
+    )?;
     writeln!(md, "| target | measured | |")?;
     writeln!(md, "|---|---|---|")?;
     println!("\nTargets:");
-    for (target, measured, pass) in &targets {
-        let verdict = if *pass { "PASS" } else { "FAIL" };
-        writeln!(md, "| {target} | {measured} | **{verdict}** |")?;
-        println!("  {verdict}  {target}: {measured}");
+    for target in &targets {
+        let verdict = if target.pass { "PASS" } else { "FAIL" };
+        writeln!(
+            md,
+            "| {} | {} | **{verdict}** |",
+            target.what, target.measured
+        )?;
+        println!("  {verdict}  {}: {}", target.what, target.measured);
     }
+    let load_after = loadavg();
+    writeln!(
+        md,
+        "\nHow quiet the machine was: load average {load_before} at the start, {load_after} at the end (1, 5 and 15 minutes; /proc/loadavg)."
+    )?;
 
-    // ---- charts ----
-    let mut throughput = Vec::new();
-    let mut p99 = Vec::new();
-    for &kind in &kinds {
-        for &size in scale.sizes {
-            let points = results.iter().filter(|(k, r)| *k == kind && r.size == size);
-            let label = format!("{} · {size} B", kind.split(" (").next().unwrap_or(kind));
-            throughput.push(Series {
-                label: label.clone(),
-                points: points
-                    .clone()
-                    .map(|(_, r)| (r.connections as f64, r.round_trips_per_sec))
-                    .collect(),
-            });
-            p99.push(Series {
-                label,
-                points: points
-                    .map(|(_, r)| (r.connections as f64, r.p99_us as f64))
-                    .collect(),
-            });
-        }
-    }
-    charts::draw(
-        &out_dir.join("bench-throughput.svg"),
-        "Round trips per second",
-        "round trips/s",
-        &throughput,
-    )?;
-    charts::draw(
-        &out_dir.join("bench-p99.svg"),
-        "p99 latency",
-        "p99 latency (µs)",
-        &p99,
-    )?;
+    // ---- charts and files ----
+    draw_charts(&out_dir, scale, &points, &open)?;
     let md_path = out_dir.join("bench.md");
     std::fs::write(&md_path, md).with_context(|| format!("cannot write {}", md_path.display()))?;
+    let summary_path = out_dir.join("bench-summary.md");
+    std::fs::write(&summary_path, summary(scale, &points, &costs, &limits))
+        .with_context(|| format!("cannot write {}", summary_path.display()))?;
     println!(
-        "\nwrote {}, bench-throughput.svg and bench-p99.svg in {}",
-        md_path.display(),
+        "\nwrote bench.md, bench-summary.md and the charts (bench-*.svg) in {}",
         out_dir.display()
     );
-    Ok(())
+    Ok(targets.iter().all(|target| target.pass))
 }
 
-fn plan(addr: SocketAddr, connections: usize, size: usize, mode: Mode) -> Plan {
+fn plan(addr: std::net::SocketAddr, connections: usize, size: usize, mode: Mode) -> Plan {
     Plan {
         addr,
         connections,
         size,
         mode,
-        stall_timeout: Duration::from_secs(15),
+        stall_timeout: STALL.with(|stall| stall.get()),
+        accounting: Accounting::EveryRound,
     }
+}
+
+thread_local! {
+    /// The scale's stall timeout, for every plan of the run.
+    static STALL: std::cell::Cell<Duration> = const { std::cell::Cell::new(Duration::from_secs(15)) };
 }
 
 /// Holds `connections` connections; a client that waits longer than
 /// `patience` for its echo counts as failed.
-fn hold(
-    addr: SocketAddr,
-    connections: usize,
-    pid: Option<u32>,
-    patience: Duration,
-) -> Result<HoldReport> {
+fn hold(addr: std::net::SocketAddr, connections: usize, patience: Duration) -> Result<HoldReport> {
     let plan = Plan {
         stall_timeout: patience,
         ..plan(addr, connections, 64, Mode::Hold)
     };
-    Ok(runs::hold(&plan, pid, |_| {})?.0)
+    Ok(runs::hold(&plan, None, |_| {})?.0)
 }
 
-fn churn(addr: SocketAddr, cycles: u64, pid: u32) -> Result<ChurnReport> {
+/// Starts a fresh `peer`, holds `held` connections (one echo each) and
+/// reads what they cost.
+fn hold_cost(peer: &Peer, path: &Path, held: usize) -> Result<Cost> {
+    let server = servers::start(peer, path, 4096)?;
+    // Sockets of the runs before (closing, in TIME-WAIT) free their buffers
+    // over a moment; the machine-wide readings wait for that.
+    let before = settled_snapshot(server.pid())?;
+    let plan = plan(server.addr, held, 64, Mode::Hold);
+    let (report, connections) = runs::hold(&plan, None, |_| {})?;
+    let after = settled_snapshot(server.pid())?;
+    drop(connections);
+    drop(server);
+    Ok(Cost {
+        connections: held,
+        served: report.served,
+        failed: report.failed,
+        before,
+        after,
+    })
+}
+
+/// A snapshot taken once the server's threads and processes and the
+/// machine's TCP buffers stop changing (a forking server's last children
+/// start a moment after their accept; closed sockets free their buffers a
+/// moment after the close).
+fn settled_snapshot(pid: u32) -> Result<memory::Snapshot> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut last = memory::snapshot(pid)?;
+    let mut steady = 0;
+    loop {
+        std::thread::sleep(Duration::from_millis(200));
+        let now = memory::snapshot(pid)?;
+        let same = (now.threads, now.processes, now.tcp_buffers_kib)
+            == (last.threads, last.processes, last.tcp_buffers_kib);
+        steady = if same { steady + 1 } else { 0 };
+        if steady >= 2 || std::time::Instant::now() >= deadline {
+            return Ok(now);
+        }
+        last = now;
+    }
+}
+
+fn churn(server: &Server, cycles: u64) -> Result<ChurnReport> {
     runs::churn(
-        &plan(addr, 50, 64, Mode::Churn { cycles }),
+        &plan(server.addr, 50, 64, Mode::Churn { cycles }),
         cycles,
-        Some(pid),
+        Some(server.pid()),
         |_| {},
     )
-}
-
-/// The issue's targets, each with what was measured and whether it held.
-fn targets(
-    scale: &Scale,
-    results: &[(&str, LoadReport)],
-    hold: &HoldReport,
-    churn: &ChurnReport,
-    with_peer: bool,
-) -> Vec<(String, String, bool)> {
-    let mut targets = Vec::new();
-    let rss = hold
-        .server
-        .map_or(u64::MAX, |stats: ProcStats| stats.rss_kib);
-    targets.push((
-        format!(
-            "{} connections held, each served, server under 200 MiB resident",
-            scale.hold
-        ),
-        format!(
-            "{} of {} served, {:.1} MiB",
-            hold.served,
-            hold.connections,
-            mib(rss)
-        ),
-        hold.served as usize == scale.hold && hold.failed == 0 && rss < 200 * 1024,
-    ));
-    if let (Some(before), Some(after)) = (churn.before, churn.after) {
-        targets.push((
-            format!(
-                "after {} churn cycles, descriptors and threads back to the start (±2)",
-                churn.cycles
-            ),
-            format!(
-                "descriptors {} → {}, threads {} → {}",
-                before.open_fds, after.open_fds, before.threads, after.threads
-            ),
-            after.open_fds.abs_diff(before.open_fds) <= 2
-                && after.threads.abs_diff(before.threads) <= 2
-                && churn.failed == 0,
-        ));
-    }
-    // The targets are the lesson's; the peer's failures show in the table.
-    let lesson4 = || {
-        results
-            .iter()
-            .filter(|(kind, _)| kind.starts_with("lesson 4"))
-    };
-    let failed: u64 = lesson4().map(|(_, r)| r.failed).sum();
-    let mismatched: u64 = lesson4().map(|(_, r)| r.mismatches).sum();
-    targets.push((
-        "lesson 4: zero failed connections and zero byte mismatches at every load point".into(),
-        format!("{failed} failed, {mismatched} mismatched bytes"),
-        failed == 0 && mismatched == 0,
-    ));
-    if with_peer {
-        for &size in scale.sizes {
-            let rate = |kind_prefix: &str| {
-                results
-                    .iter()
-                    .find(|(kind, r)| {
-                        kind.starts_with(kind_prefix) && r.connections == 100 && r.size == size
-                    })
-                    .map_or(0.0, |(_, r)| r.round_trips_per_sec)
-            };
-            let (threads, processes) = (rate("lesson 4"), rate("ncat"));
-            targets.push((
-                format!("lesson 4 at least as fast as process-per-connection at 100 connections, {size} B"),
-                format!("{threads:.0} vs {processes:.0} round trips/s"),
-                threads >= processes,
-            ));
-        }
-    }
-    targets
 }
 
 /// The run with the median round-trip rate; failures and mismatches of
@@ -437,78 +385,16 @@ fn median(mut runs: Vec<LoadReport>) -> LoadReport {
     middle
 }
 
-/// Starts server `kind` on a free loopback port and waits until it accepts.
-fn start(kind: &'static str, lesson4: &Path, ncat: Option<&Path>, backlog: u32) -> Result<Server> {
-    let (mut child, addr) = if kind.starts_with("lesson 4") {
-        let mut child = Command::new(lesson4)
-            .args([
-                "--bind",
-                "127.0.0.1:0",
-                "--backlog",
-                &backlog.to_string(),
-                "--quiet",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .with_context(|| format!("cannot start {}", lesson4.display()))?;
-        let stdout = child.stdout.take().context("server stdout")?;
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line)?;
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .and_then(|a| a.parse().ok());
-        let Some(addr) = addr else {
-            bail!("lesson4-server printed {line:?}, not its address")
-        };
-        (child, addr)
-    } else {
-        let ncat = ncat.context("ncat is not installed")?;
-        let addr = TcpListener::bind("127.0.0.1:0")?.local_addr()?;
-        let child = Command::new(ncat)
-            .args([
-                "-l",
-                "-k",
-                "--max-conns",
-                "20000",
-                "--exec",
-                "/bin/cat",
-                "127.0.0.1",
-                &addr.port().to_string(),
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .with_context(|| format!("cannot start {}", ncat.display()))?;
-        (child, addr)
-    };
-    pin(Pid::from_raw(child.id() as i32));
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while TcpStream::connect(addr).is_err() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            bail!("{kind} did not accept connections on {addr} within 5 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok(Server { child, addr })
-}
-
-/// Pins `pid` (0: this process) to CPU 0; false when not allowed.
-fn pin(pid: Pid) -> bool {
-    let mut cpus = CpuSet::new();
-    cpus.set(0).is_ok() && sched_setaffinity(pid, &cpus).is_ok()
-}
-
-fn which(program: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")?
-        .to_str()?
-        .split(':')
-        .map(|dir| Path::new(dir).join(program))
-        .find(|path| path.is_file())
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|text| {
+            text.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_else(|| "unknown".into())
 }
 
 /// "AMD EPYC, 2 cores, Linux 6.18.44" and the date.
@@ -524,15 +410,29 @@ fn machine() -> String {
         .unwrap_or_else(|| "an unknown CPU".into());
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let date = Command::new("date")
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|line| line.strip_prefix("MemTotal:"))
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|kib| kib.parse::<u64>().ok())
+        })
+        .map_or_else(String::new, |kib| {
+            format!(", {:.0} GiB of memory", kib as f64 / 1024.0 / 1024.0)
+        });
+    let date = std::process::Command::new("date")
         .arg("-u")
-        .arg("+%Y-%m-%d")
+        .arg("+%Y-%m-%d %H:%M UTC")
         .output()
         .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
         .unwrap_or_default();
-    format!("{model}, {cores} cores, Linux {}, on {date}", kernel.trim())
+    format!(
+        "{model}, {cores} cores{memory}, Linux {}, on {date}",
+        kernel.trim()
+    )
 }
 
-fn mib(kib: u64) -> f64 {
+pub fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
