@@ -167,17 +167,16 @@ fn run(args: &Args) -> Result<()> {
         next_token: SIGNALS + 1,
         spare: open_spare().ok(),
         accept_paused_until: None,
-        out: BufWriter::new(std::io::stdout()),
+        log: Log::new(),
     };
-    server.log(format_args!("listening on {local}"));
+    server.log.line(format_args!("listening on {local}"));
 
     // ANCHOR: event_loop
     // 6. The event loop: wait for whatever is ready, handle it, wait again.
     let mut events = vec![EpollEvent::empty(); MAX_EVENTS];
     loop {
-        // Log lines are collected while the events are handled and written
-        // together before sleeping, not with one write(2) per line.
-        server.flush_log();
+        // The log lines of the last batch of events, in one write(2).
+        server.log.flush();
         let timeout = match server.accept_paused_until {
             Some(until) => EpollTimeout::try_from(until.saturating_duration_since(Instant::now()))
                 .unwrap_or(EpollTimeout::ZERO),
@@ -199,11 +198,11 @@ fn run(args: &Args) -> Result<()> {
                         .flatten()
                         .and_then(|info| Signal::try_from(info.ssi_signo as i32).ok());
                     let name = caught.map_or_else(|| "a stop signal".into(), |s| s.to_string());
-                    server.log(format_args!(
+                    server.log.line(format_args!(
                         "caught {name}: closing {} connection(s) and exiting",
                         server.clients.len()
                     ));
-                    server.flush_log();
+                    server.log.flush();
                     // Returning drops the server: every client's OwnedFd is
                     // closed, and so are the listener and the epoll instance.
                     return Ok(());
@@ -220,7 +219,8 @@ fn run(args: &Args) -> Result<()> {
 /// take yet.
 struct Client {
     fd: OwnedFd,
-    peer: SockaddrStorage,
+    /// The client's address, as the log shows it (formatted once).
+    peer: String,
     /// Bytes received but not yet sent back, oldest first.
     pending: Vec<u8>,
     /// The client sent its end (recv returned 0): nothing more will come.
@@ -243,7 +243,7 @@ struct Server {
     /// A descriptor kept open only to be closed when the process runs out.
     spare: Option<OwnedFd>,
     accept_paused_until: Option<Instant>,
-    out: BufWriter<Stdout>,
+    log: Log,
 }
 
 impl Server {
@@ -269,14 +269,16 @@ impl Server {
                     continue;
                 }
                 Err(err @ (Errno::ENOBUFS | Errno::ENOMEM)) => {
-                    self.log_error(format_args!("cannot accept a client: {err}"));
+                    self.log
+                        .error(format_args!("cannot accept a client: {err}"));
                     self.pause_accepting();
                     return;
                 }
                 Err(err) => {
                     // ECONNABORTED (the client gave up while queued), EINTR,
                     // EPROTO, EPERM (a firewall rule): this connection only.
-                    self.log_error(format_args!("cannot accept a client: {err}"));
+                    self.log
+                        .error(format_args!("cannot accept a client: {err}"));
                     continue;
                 }
             };
@@ -294,7 +296,8 @@ impl Server {
             Ok(peer) => peer,
             Err(err) => {
                 // The client already reset the connection: nothing to serve.
-                self.log_error(format_args!("cannot read a new client's address: {err}"));
+                self.log
+                    .error(format_args!("cannot read a new client's address: {err}"));
                 return;
             }
         };
@@ -305,15 +308,15 @@ impl Server {
         let interest = EpollFlags::EPOLLIN;
         if let Err(err) = self.epoll.add(&fd, EpollEvent::new(interest, token)) {
             // ENOSPC: /proc/sys/fs/epoll/max_user_watches reached; ENOMEM.
-            self.log_error(format_args!(
+            self.log.error(format_args!(
                 "cannot watch client {peer}: {err}; closed its connection"
             ));
             return;
         }
-        self.log(format_args!("client {peer} connected"));
+        self.log.line(format_args!("client {peer} connected"));
         let client = Client {
             fd,
-            peer,
+            peer: peer.to_string(),
             pending: Vec::new(),
             done_sending: false,
             interest,
@@ -338,7 +341,7 @@ impl Server {
             // and if that fails too, stop accepting for a moment.
             self.spare = open_spare().ok();
             if self.spare.is_none() {
-                self.log_error(format_args!(
+                self.log.error(format_args!(
                     "cannot accept a client: {err}; not accepting for {ACCEPT_PAUSE:?}"
                 ));
                 self.pause_accepting();
@@ -357,14 +360,15 @@ impl Server {
                 let peer = getpeername::<SockaddrStorage>(client.as_raw_fd())
                     .map_or_else(|_| "?".into(), |peer| peer.to_string());
                 drop(client);
-                self.log_error(format_args!(
+                self.log.error(format_args!(
                     "cannot serve client {peer}: {err}; closed its connection at once"
                 ));
                 true
             }
             Err(Errno::EAGAIN) => false,
             Err(other) => {
-                self.log_error(format_args!("cannot accept a client: {other}"));
+                self.log
+                    .error(format_args!("cannot accept a client: {other}"));
                 true
             }
         };
@@ -392,7 +396,7 @@ impl Server {
                 EpollEvent::new(EpollFlags::EPOLLIN, LISTENER),
             );
             if let Err(err) = watched {
-                self.log_error(format_args!(
+                self.log.error(format_args!(
                     "cannot watch the listening socket again: {err}"
                 ));
             }
@@ -414,10 +418,17 @@ impl Server {
     /// is asked for only while an echo waits, or every wait would return at
     /// once.
     fn serve_client(&mut self, token: u64, events: EpollFlags) {
-        let Some(client) = self.clients.get_mut(&token) else {
+        // The client, the epoll instance and the log are separate fields:
+        // borrowed apart, the client can write to the log directly.
+        let Server {
+            clients,
+            epoll,
+            log,
+            ..
+        } = self;
+        let Some(client) = clients.get_mut(&token) else {
             return; // Closed earlier in this batch.
         };
-        let mut lines = Vec::new();
         // EPOLLHUP and EPOLLERR are always reported, asked for or not; a
         // recv or send on the socket then returns what happened.
         let trouble = events.intersects(EpollFlags::EPOLLHUP | EpollFlags::EPOLLERR);
@@ -425,63 +436,66 @@ impl Server {
         if client.interest.contains(EpollFlags::EPOLLIN)
             && (events.contains(EpollFlags::EPOLLIN) || trouble)
         {
-            open = client.receive(&mut lines);
+            open = client.receive(log);
         }
         if open && (events.contains(EpollFlags::EPOLLOUT) || trouble) {
-            open = client.flush(&mut lines);
+            open = client.flush(log);
         }
         let finished = client.done_sending && client.pending.is_empty();
         if open && !finished {
-            open = client.update_interest(&self.epoll, token, &mut lines);
-        }
-        for (is_error, line) in lines {
-            if is_error {
-                self.log_error(format_args!("{line}"));
-            } else {
-                self.log(format_args!("{line}"));
-            }
+            open = client.update_interest(epoll, token, log);
         }
         if !open || finished {
             // Dropping the OwnedFd closes the socket, which also takes it
             // out of the epoll instance: no other descriptor refers to it.
-            self.clients.remove(&token);
+            clients.remove(&token);
         }
     }
     // ANCHOR_END: serve_client
+}
 
-    fn log(&mut self, line: std::fmt::Arguments) {
-        // A log line that cannot be written (stdout closed) is not a reason
-        // to stop serving.
+/// The server's log. Lines go to stdout through a buffer, written in one
+/// go before each wait rather than with one write(2) per line; errors go to
+/// stderr at once, after the lines before them, so the two streams read in
+/// order. A line that cannot be written (stdout closed) is not a reason to
+/// stop serving.
+struct Log {
+    out: BufWriter<Stdout>,
+}
+
+impl Log {
+    fn new() -> Log {
+        Log {
+            out: BufWriter::new(std::io::stdout()),
+        }
+    }
+
+    fn line(&mut self, line: std::fmt::Arguments) {
         let _ = writeln!(self.out, "{line}");
     }
 
-    /// Errors go to stderr at once, unbuffered; the log lines before them
-    /// go first, so the two streams read in order.
-    fn log_error(&mut self, line: std::fmt::Arguments) {
-        self.flush_log();
+    fn error(&mut self, line: std::fmt::Arguments) {
+        self.flush();
         let _ = writeln!(std::io::stderr().lock(), "{line}");
     }
 
-    fn flush_log(&mut self) {
+    fn flush(&mut self) {
         let _ = self.out.flush();
     }
 }
-
-/// A log line for later: (is it an error, the text).
-type LogLines = Vec<(bool, String)>;
 
 impl Client {
     // ANCHOR: receive
     /// Reads once from the client and echoes what came. Returns false when
     /// the connection must be closed.
-    fn receive(&mut self, lines: &mut LogLines) -> bool {
+    fn receive(&mut self, log: &mut Log) -> bool {
         let mut buffer = [0u8; BUFFER_SIZE];
         let received = match recv(self.fd.as_raw_fd(), &mut buffer, MsgFlags::empty()) {
             Ok(0) => {
                 // The client sent its end (FIN). It may still be reading:
                 // lesson 5's client half-closes and waits for every echo.
                 // So the connection is closed once the pending echo is out.
-                lines.push((false, format!("client {} left", self.peer)));
+                log.line(format_args!("client {} left", self.peer));
                 self.done_sending = true;
                 return true;
             }
@@ -492,9 +506,9 @@ impl Client {
             Err(Errno::EAGAIN | Errno::EINTR) => return true,
             Err(err) => {
                 // ECONNRESET and the like: the client vanished.
-                lines.push((
-                    true,
-                    format!("cannot receive from client {}: {err}", self.peer),
+                log.error(format_args!(
+                    "cannot receive from client {}: {err}",
+                    self.peer
                 ));
                 return false;
             }
@@ -503,23 +517,20 @@ impl Client {
         // As in lessons 3-4: an exact length, bytes that are not UTF-8 as
         // U+FFFD.
         let text = String::from_utf8_lossy(data);
-        lines.push((
-            false,
-            format!(
-                "recv from {}: {}",
-                self.peer,
-                text.strip_suffix('\n').unwrap_or(&text)
-            ),
+        log.line(format_args!(
+            "recv from {}: {}",
+            self.peer,
+            text.strip_suffix('\n').unwrap_or(&text)
         ));
         self.pending.extend_from_slice(data);
-        self.flush(lines)
+        self.flush(log)
     }
     // ANCHOR_END: receive
 
     // ANCHOR: flush
     /// Sends as much of the pending echo as the kernel takes now. Returns
     /// false when the connection must be closed.
-    fn flush(&mut self, lines: &mut LogLines) -> bool {
+    fn flush(&mut self, log: &mut Log) -> bool {
         while !self.pending.is_empty() {
             // MSG_NOSIGNAL, as in lessons 3-4: a vanished client is EPIPE,
             // not a SIGPIPE that kills the server with every client.
@@ -534,7 +545,7 @@ impl Client {
                 Err(Errno::EAGAIN) => break,
                 Err(Errno::EINTR) => {}
                 Err(err) => {
-                    lines.push((true, format!("cannot echo to client {}: {err}", self.peer)));
+                    log.error(format_args!("cannot echo to client {}: {err}", self.peer));
                     return false;
                 }
             }
@@ -552,7 +563,7 @@ impl Client {
     /// Tells epoll what to wait for on this client now: EPOLLIN unless the
     /// client sent its end or too much echo is pending (backpressure), and
     /// EPOLLOUT only while some is.
-    fn update_interest(&mut self, epoll: &Epoll, token: u64, lines: &mut LogLines) -> bool {
+    fn update_interest(&mut self, epoll: &Epoll, token: u64, log: &mut Log) -> bool {
         let mut wanted = EpollFlags::empty();
         if !self.done_sending && self.pending.len() < MAX_PENDING {
             wanted |= EpollFlags::EPOLLIN;
@@ -569,7 +580,7 @@ impl Client {
                 true
             }
             Err(err) => {
-                lines.push((true, format!("cannot watch client {}: {err}", self.peer)));
+                log.error(format_args!("cannot watch client {}: {err}", self.peer));
                 false
             }
         }
