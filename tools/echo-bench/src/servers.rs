@@ -78,7 +78,9 @@ impl Peer {
         match self.program {
             Program::Workspace(bin) => workspace_bin::path(bin, Profile::Release)
                 .with_context(|| format!("{bin} is not a binary of this workspace (yet)")),
-            Program::Ncat => which("ncat").context("ncat is not installed (apt-get install ncat)"),
+            Program::Ncat => which::which("ncat")
+                .ok()
+                .context("ncat is not installed (apt-get install ncat)"),
         }
     }
 }
@@ -206,12 +208,4 @@ pub fn start(peer: &Peer, path: &Path, backlog: u32) -> Result<Server> {
 pub fn pin(pid: Pid) -> bool {
     let mut cpus = CpuSet::new();
     cpus.set(0).is_ok() && sched_setaffinity(pid, &cpus).is_ok()
-}
-
-pub fn which(program: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")?
-        .to_str()?
-        .split(':')
-        .map(|dir| Path::new(dir).join(program))
-        .find(|path| path.is_file())
 }

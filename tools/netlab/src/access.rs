@@ -30,7 +30,7 @@ pub fn access() -> Result<Access, String> {
         ("nft", "nftables"),
         ("tcpdump", "tcpdump"),
     ] {
-        if !on_path(tool) {
+        if which::which(tool).is_err() {
             return Err(format!(
                 "the lab needs `{tool}`, which is not installed: install {package} \
                  (e.g. `apt-get install {package}`)"
@@ -57,9 +57,4 @@ pub fn access() -> Result<Access, String> {
             "the lab needs root or unprivileged user namespaces; cannot run `unshare`: {err}"
         )),
     }
-}
-
-fn on_path(tool: &str) -> bool {
-    let dirs = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&dirs).any(|dir| dir.join(tool).is_file())
 }

@@ -8,7 +8,6 @@
 //! scene. Any shell can join a host by hand:
 //! `sudo ip netns exec vm1 bash`.
 
-use std::path::Path;
 use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result, bail};
@@ -270,8 +269,7 @@ fn in_tmux(topology: &Topology, session: &str, panes: &[Pane]) -> Result<()> {
     };
     let terminal = nix::unistd::isatty(std::io::stdin()).unwrap_or(false)
         && nix::unistd::isatty(std::io::stdout()).unwrap_or(false);
-    let have_tmux = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
-        .any(|dir| Path::new(&dir).join("tmux").is_file());
+    let have_tmux = which::which("tmux").is_ok();
     if !terminal || !have_tmux {
         println!("run each of these in a terminal of its own (as root):");
         for pane in panes {
