@@ -94,6 +94,19 @@ pub struct Point {
     pub little_ok: bool,
 }
 
+/// `peer`'s closed-loop point at the targets' load (TARGET_CONNECTIONS ×
+/// TARGET_SIZE B), which both the targets and the summary read.
+pub fn target_point(points: &[Point], peer: Peer) -> Option<&LoadReport> {
+    points
+        .iter()
+        .find(|p| {
+            p.peer == peer
+                && p.report.connections == TARGET_CONNECTIONS
+                && p.report.size == TARGET_SIZE
+        })
+        .map(|p| &p.report)
+}
+
 /// Runs the suite; returns whether every target held.
 pub fn run(quick: bool) -> Result<bool> {
     let scale = if quick { &QUICK } else { &FULL };

@@ -4,7 +4,7 @@
 use crate::memory::Cost;
 use crate::report::{ChurnReport, LoadReport};
 use crate::servers::{LESSON4, LESSON5, Peer, TOKIO};
-use crate::suite::{Point, Scale, TARGET_CONNECTIONS, TARGET_SIZE, mib};
+use crate::suite::{Point, Scale, TARGET_CONNECTIONS, TARGET_SIZE, mib, target_point};
 
 /// One target of the issue: what, what was measured, whether it held.
 pub struct Target {
@@ -64,16 +64,7 @@ pub fn targets(
                 if five.per_connection_kib() * 5.0 <= four.per_connection_kib()),
         });
     }
-    let at = |peer: Peer| {
-        points
-            .iter()
-            .find(|p| {
-                p.peer == peer
-                    && p.report.connections == TARGET_CONNECTIONS
-                    && p.report.size == TARGET_SIZE
-            })
-            .map(|p| &p.report)
-    };
+    let at = |peer: Peer| target_point(points, peer);
     let rate = |peer| at(peer).map(|r| r.round_trips_per_sec);
     for other in [LESSON4, TOKIO] {
         targets.push(Target {

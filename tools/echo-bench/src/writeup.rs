@@ -12,7 +12,7 @@ use crate::limits;
 use crate::memory::Cost;
 use crate::report::{ChurnReport, HoldReport, LoadReport};
 use crate::servers::{FORK, LESSON4, LESSON5, Peer, TOKIO};
-use crate::suite::{Point, Scale, TARGET_CONNECTIONS, TARGET_SIZE, mib};
+use crate::suite::{Point, Scale, TARGET_CONNECTIONS, TARGET_SIZE, mib, target_point};
 
 pub fn limits_table(limits: &[limits::Limit]) -> String {
     let mut md = String::from(
@@ -263,16 +263,7 @@ pub fn summary(
             .find(|(p, c)| *p == peer && c.connections == most)
             .map(|(_, c)| *c)
     };
-    let at = |peer: Peer| {
-        points
-            .iter()
-            .find(|p| {
-                p.peer == peer
-                    && p.report.connections == TARGET_CONNECTIONS
-                    && p.report.size == TARGET_SIZE
-            })
-            .map(|p| &p.report)
-    };
+    let at = |peer: Peer| target_point(points, peer);
     if let Some(four) = cost(LESSON4) {
         let _ = writeln!(
             md,
