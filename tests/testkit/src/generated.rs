@@ -6,16 +6,7 @@
 //! tests with `UPDATE_GENERATED=1` (what `just generated` does) to rewrite the
 //! files instead, then review and commit them.
 
-use std::path::{Path, PathBuf};
-
-/// The workspace's top folder.
-pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .nth(2)
-        .expect("tests/testkit sits two levels below the workspace root")
-        .to_path_buf()
-}
+use workspace_bin::workspace_root;
 
 /// Fails unless `docs/src/generated/<name>` holds exactly `content`; with
 /// `UPDATE_GENERATED=1` in the environment, writes it instead.

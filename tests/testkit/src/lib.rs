@@ -16,9 +16,11 @@ pub mod tcp;
 mod tcp_table;
 pub mod udp;
 
-pub use generated::{check_generated, normalize, workspace_root};
+pub use generated::{check_generated, normalize};
 pub use process::Running;
 pub use tcp_table::{SocketTimer, TcpSocket, TcpState, ss_line, tcp_sockets};
+/// The workspace's top folder (one definition, in `workspace-bin`).
+pub use workspace_bin::workspace_root;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
 use std::path::PathBuf;

@@ -33,8 +33,12 @@ impl Profile {
 }
 
 /// The root of this workspace (the folder of its top-level Cargo.toml).
-pub fn workspace_root() -> &'static Path {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .expect("tools/workspace-bin sits two levels below the workspace root")
+        .to_path_buf()
 }
 
 /// Builds the workspace binary named `bin` if it is missing or stale, and
