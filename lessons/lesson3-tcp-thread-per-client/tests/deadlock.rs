@@ -17,37 +17,14 @@ use std::time::{Duration, Instant};
 
 use nix::libc;
 use testkit::tcp::{buffer_max, start_client, start_server};
-use testkit::{DEADLINE, LOCALHOST, find_socket_addr};
+use testkit::{DEADLINE, LOCALHOST, TcpSocket, find_socket_addr};
 
-/// What `ss` shows as Send-Q and Recv-Q for a connected TCP socket.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-struct Queues {
-    /// Bytes written but not yet acknowledged by the other side.
-    send: u64,
-    /// Bytes received but not yet read by the program.
-    receive: u64,
-}
-
-/// The queues of the TCP socket `local` → `remote`, from the
-/// `tx_queue:rx_queue` column of `/proc/net/tcp` (both ends are on
-/// 127.0.0.1 here, so the two ports, printed in hexadecimal, find the row).
-fn queues(local: SocketAddr, remote: SocketAddr) -> Option<Queues> {
-    let table = std::fs::read_to_string("/proc/net/tcp").expect("read /proc/net/tcp");
-    let (local, remote) = (
-        format!(":{:04X}", local.port()),
-        format!(":{:04X}", remote.port()),
-    );
-    table.lines().skip(1).find_map(|row| {
-        let fields: Vec<&str> = row.split_whitespace().collect();
-        if !(fields.get(1)?.ends_with(&local) && fields.get(2)?.ends_with(&remote)) {
-            return None;
-        }
-        let (send, receive) = fields.get(4)?.split_once(':')?;
-        Some(Queues {
-            send: u64::from_str_radix(send, 16).ok()?,
-            receive: u64::from_str_radix(receive, 16).ok()?,
-        })
-    })
+/// The kernel's row for the TCP socket `local` → `remote`: its send and
+/// receive queues are what `ss` calls Send-Q and Recv-Q.
+fn row(local: SocketAddr, remote: SocketAddr) -> Option<TcpSocket> {
+    testkit::tcp_sockets()
+        .into_iter()
+        .find(|socket| socket.local == local && socket.remote == remote)
 }
 
 /// The system call each thread of process `pid` is blocked in, from
@@ -82,8 +59,8 @@ fn blocked_syscalls(pid: i32) -> Vec<Option<libc::c_long>> {
 /// The connection as the kernel sees it, from both ends.
 #[derive(Clone, PartialEq, Eq, Debug)]
 struct Snapshot {
-    client: Option<Queues>,
-    server: Option<Queues>,
+    client: Option<TcpSocket>,
+    server: Option<TcpSocket>,
     client_threads: Vec<Option<libc::c_long>>,
     server_threads: Vec<Option<libc::c_long>>,
 }
@@ -92,7 +69,9 @@ impl Snapshot {
     /// Both sides are blocked in `send` (the C library makes it the system
     /// call `sendto`), with every queue of the connection holding data.
     fn deadlocked(&self) -> bool {
-        let full = |queues: Option<Queues>| queues.is_some_and(|q| q.send > 0 && q.receive > 0);
+        let full = |row: Option<TcpSocket>| {
+            row.is_some_and(|row| row.send_queue > 0 && row.receive_queue > 0)
+        };
         let waits = |threads: &[Option<libc::c_long>]| threads.contains(&Some(libc::SYS_sendto));
         full(self.client)
             && full(self.server)
@@ -110,8 +89,8 @@ fn a_line_larger_than_both_socket_buffers_deadlocks_client_and_server() {
         find_socket_addr(&line).unwrap_or_else(|| panic!("no client address in {line:?}"));
     let (client_pid, server_pid) = (client.pid().as_raw(), server.pid().as_raw());
     let snapshot = || Snapshot {
-        client: queues(client_addr, server_addr),
-        server: queues(server_addr, client_addr),
+        client: row(client_addr, server_addr),
+        server: row(server_addr, client_addr),
         client_threads: blocked_syscalls(client_pid),
         server_threads: blocked_syscalls(server_pid),
     };
@@ -165,7 +144,10 @@ fn a_line_larger_than_both_socket_buffers_deadlocks_client_and_server() {
     let (Some(client_end), Some(server_end)) = (deadlock.client, deadlock.server) else {
         unreachable!("a deadlocked snapshot has both rows")
     };
-    let held = client_end.send + client_end.receive + server_end.send + server_end.receive;
+    let held = client_end.send_queue
+        + client_end.receive_queue
+        + server_end.send_queue
+        + server_end.receive_queue;
     assert!(
         held < size as u64,
         "the kernel holds {held} bytes, fewer than the {size}-byte line: the rest waits in the client"

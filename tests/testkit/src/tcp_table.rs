@@ -76,6 +76,12 @@ pub struct TcpSocket {
     pub state: TcpState,
     pub local: SocketAddr,
     pub remote: SocketAddr,
+    /// What `ss` shows as Send-Q: bytes written but not yet acknowledged
+    /// by the other side (the `tx_queue` column).
+    pub send_queue: u64,
+    /// What `ss` shows as Recv-Q: bytes received but not yet read by the
+    /// program (the `rx_queue` column).
+    pub receive_queue: u64,
     /// The timer running on the socket, if any: for a TIME-WAIT row, the
     /// time left before the kernel forgets the connection.
     pub timer: Option<SocketTimer>,
@@ -112,13 +118,16 @@ pub fn tcp_sockets() -> Vec<TcpSocket> {
 }
 
 /// `  0: 0100007F:1F40 00000000:0000 0A 00000000:00000000 03:00001770 …` →
-/// local, remote, state and the timer (kind 03, 0x1770 clock ticks left).
+/// local, remote, state, the send and receive queues, and the timer (kind
+/// 03, 0x1770 clock ticks left).
 fn parse_row(row: &str) -> Option<TcpSocket> {
     let mut fields = row.split_whitespace().skip(1);
     let local = parse_endpoint(fields.next()?)?;
     let remote = parse_endpoint(fields.next()?)?;
     let state = TcpState::from_code(u8::from_str_radix(fields.next()?, 16).ok()?);
-    let _queues = fields.next()?;
+    let (send_queue, receive_queue) = fields.next()?.split_once(':')?;
+    let send_queue = u64::from_str_radix(send_queue, 16).ok()?;
+    let receive_queue = u64::from_str_radix(receive_queue, 16).ok()?;
     let (kind, ticks) = fields.next()?.split_once(':')?;
     let kind = u8::from_str_radix(kind, 16).ok()?;
     let ticks = u64::from_str_radix(ticks, 16).ok()?;
@@ -130,6 +139,8 @@ fn parse_row(row: &str) -> Option<TcpSocket> {
         state,
         local,
         remote,
+        send_queue,
+        receive_queue,
         timer,
     })
 }
