@@ -155,3 +155,55 @@ fn tcp_and_udp_ports_are_separate() {
     let second = UdpSocket::bind(addr).map_err(|err| err.raw_os_error());
     assert_eq!(second.err(), Some(Some(Errno::EADDRINUSE as i32)));
 }
+
+/// Leaves a TIME-WAIT socket on `addr`: a listener with (or without)
+/// SO_REUSEADDR accepts a connection, its side closes first, then the
+/// client's; the listener is closed too. Returns once the table shows it.
+fn time_wait_from_a_listener(addr: SocketAddr, reuse_addr: bool) {
+    let listening = listener(addr, reuse_addr, false).expect("the first listener");
+    let client = TcpStream::connect(addr).expect("connect");
+    let accepted = accept(listening.as_raw_fd()).expect("accept");
+    // SAFETY: accept just returned this descriptor; nothing else owns it.
+    let accepted = unsafe { OwnedFd::from_raw_fd(accepted) };
+    drop(listening);
+    drop(accepted); // The server's side closes first...
+    let mut client = client;
+    client
+        .set_read_timeout(Some(DEADLINE))
+        .expect("read timeout");
+    assert_eq!(
+        std::io::Read::read(&mut client, &mut [0; 1]).expect("read the FIN"),
+        0
+    );
+    drop(client); // ...then the client's.
+    let start = Instant::now();
+    while states_on(addr) != ["TIME-WAIT"] {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "sockets on {addr}: {:?}",
+            states_on(addr)
+        );
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The rule behind lesson 4: a new listener with SO_REUSEADDR binds over a
+/// TIME-WAIT socket only if that socket had the option too (it inherited
+/// it from its listener).
+#[test]
+fn so_reuseaddr_binds_over_time_wait_only_if_the_old_socket_had_it_too() {
+    for old_had_it in [false, true] {
+        let addr = free_addr();
+        time_wait_from_a_listener(addr, old_had_it);
+        let new = listener(addr, true, false).map(drop);
+        let expected = if old_had_it {
+            Ok(())
+        } else {
+            Err(Errno::EADDRINUSE)
+        };
+        assert_eq!(
+            new, expected,
+            "the old socket had SO_REUSEADDR: {old_had_it}"
+        );
+    }
+}
