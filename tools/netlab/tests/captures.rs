@@ -60,8 +60,8 @@ fn capture_1_handshake_echo_and_close() {
 /// Capture 2: the post's restart bug. The server is killed while a client
 /// is connected: its kernel sends the FIN, and the orphaned socket waits in
 /// FIN-WAIT-2; when the client leaves, it moves to TIME-WAIT, on the
-/// server's side, holding port 8890: lesson 3's server cannot restart,
-/// lesson 4's can.
+/// server's side, holding port 8890: neither lesson 3's server nor lesson
+/// 4's can restart (the TIME-WAIT socket was bound without SO_REUSEADDR).
 #[test]
 fn capture_2_server_killed_first_keeps_time_wait() {
     let Some(lab) = two_vms("capture_2_server_killed_first_keeps_time_wait") else {
@@ -172,8 +172,9 @@ fn capture_3_so_linger_zero_sends_rst() {
 }
 
 /// Capture 4: writing to a connection the peer has closed. The first write
-/// succeeds (the kernel takes the bytes), the peer's kernel answers them
-/// with an RST, and the next write fails with EPIPE (in a C program that
+/// succeeds (the kernel takes the bytes); the peer's socket is still there,
+/// in FIN-WAIT-2, but it was closed, so its kernel answers the data with an
+/// RST and drops it; the next write fails with EPIPE (in a C program that
 /// has not ignored SIGPIPE, the signal would kill it first).
 #[test]
 fn capture_4_write_after_peer_closed_rst_then_epipe() {
@@ -187,6 +188,8 @@ fn capture_4_write_after_peer_closed_rst_then_epipe() {
     drop(accepted);
     capture.wait_for("Flags [F.], seq 1, ack 1,").unwrap();
     capture.wait_for("Flags [.], ack 2,").unwrap();
+    let orphan = wait_for_state(&lab, "vm1", ECHO_PORT, "FIN-WAIT-2");
+    capture.note(&format!("ss on vm1: {}", first_word(&orphan)));
     capture.note("vm2: write(\"first\") succeeds: the kernel took the 5 bytes");
     assert_eq!(client.write(b"first").unwrap(), 5);
     capture.wait_for("Flags [P.], seq 1:6, ack 2,").unwrap();
@@ -195,6 +198,18 @@ fn capture_4_write_after_peer_closed_rst_then_epipe() {
         rst.starts_with("IP 192.168.126.129."),
         "the RST comes from vm1: {rst}"
     );
+    // The RST ended vm1's FIN-WAIT-2 socket (bounded wait: the kernel
+    // unhashes it just after sending the RST).
+    let deadline = std::time::Instant::now() + testkit::DEADLINE;
+    while !ss_tcp(&lab, "vm1", ECHO_PORT).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "vm1 still has {:?}",
+            ss_tcp(&lab, "vm1", ECHO_PORT)
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    capture.note("ss on vm1: no socket left on port 8890");
     let err = client.write(b"second").unwrap_err();
     assert_eq!(err.raw_os_error(), Some(nix::libc::EPIPE), "{err}");
     capture.note(&format!("vm2: write(\"second\") fails: {err}"));
