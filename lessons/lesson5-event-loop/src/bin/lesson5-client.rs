@@ -21,12 +21,14 @@ use nix::sys::socket::{
 };
 use nix::unistd;
 
+// ANCHOR: limits
 /// How many bytes one read of the keyboard or the socket may return.
 const BUFFER_SIZE: usize = 64 * 1024;
 
 /// Stop reading the keyboard while this many bytes wait to be sent: typed
 /// (or piped) input cannot pile up faster than the server takes it.
 const MAX_UNSENT: usize = 1024 * 1024;
+// ANCHOR_END: limits
 
 /// A line-oriented client for the echo server.
 #[derive(Parser, Debug)]
@@ -123,18 +125,17 @@ fn run(server: SocketAddr) -> Result<()> {
         // and everything is out, half-close.
         state.send_some(&socket, server)?;
         if state.input_done && state.unsent.is_empty() && !state.shut_down {
-            // ANCHOR: half_close
             // shutdown(SHUT_WR) sends our FIN but keeps reading: the server
             // sends the echoes it owes, then closes. close() would lose them.
             shutdown(socket.as_raw_fd(), Shutdown::Write)
                 .with_context(|| format!("cannot half-close the connection to {server}"))?;
             state.shut_down = true;
-            // ANCHOR_END: half_close
         }
     }
     // ANCHOR_END: chat_loop
 }
 
+// ANCHOR: state
 /// Everything the loop keeps between two waits.
 #[derive(Default)]
 struct Chat {
@@ -155,8 +156,10 @@ struct Chat {
     /// Our end was sent with shutdown(SHUT_WR).
     shut_down: bool,
 }
+// ANCHOR_END: state
 
 impl Chat {
+    // ANCHOR: keyboard
     /// One read(2) of the keyboard: poll said it is ready, so this does not
     /// wait for the rest of a line.
     fn read_keyboard(&mut self) -> nix::Result<()> {
@@ -202,6 +205,7 @@ impl Chat {
         self.expected.push_back(line.len());
         self.unsent.extend(&line);
     }
+    // ANCHOR_END: keyboard
 
     // ANCHOR: send_some
     /// Sends as much of the queued lines as the kernel takes now.
