@@ -20,12 +20,6 @@ use nix::sys::socket::{
     getpeername, getsockname, listen, recv, send, setsockopt, socket, sockopt,
 };
 
-/// How many bytes one `recv` may return: the original's 1024.
-const BUFFER_SIZE: usize = 1024;
-
-/// How long to pause when `accept` fails for lack of descriptors or memory.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
-
 // ANCHOR: args
 /// A TCP echo server: one thread per client.
 #[derive(Parser, Debug)]
@@ -45,6 +39,12 @@ struct Args {
     backlog: i32,
 }
 // ANCHOR_END: args
+
+/// How many bytes one `recv` may return: the original's 1024.
+const BUFFER_SIZE: usize = 1024;
+
+/// How long to pause when `accept` fails for lack of descriptors or memory.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 fn main() -> ExitCode {
     let args = Args::parse();

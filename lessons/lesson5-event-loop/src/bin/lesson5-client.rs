@@ -21,15 +21,6 @@ use nix::sys::socket::{
 };
 use nix::unistd;
 
-// ANCHOR: limits
-/// How many bytes one read of the keyboard or the socket may return.
-const BUFFER_SIZE: usize = 64 * 1024;
-
-/// Stop reading the keyboard while this many bytes wait to be sent: typed
-/// (or piped) input cannot pile up faster than the server takes it.
-const MAX_UNSENT: usize = 1024 * 1024;
-// ANCHOR_END: limits
-
 /// A line-oriented client for the echo server.
 #[derive(Parser, Debug)]
 #[command(name = "lesson5-client", version, args_override_self = true)]
@@ -38,6 +29,15 @@ struct Args {
     #[arg(long, value_name = "IP:PORT", default_value = "127.0.0.1:8890")]
     server: SocketAddr,
 }
+
+// ANCHOR: limits
+/// How many bytes one read of the keyboard or the socket may return.
+const BUFFER_SIZE: usize = 64 * 1024;
+
+/// Stop reading the keyboard while this many bytes wait to be sent: typed
+/// (or piped) input cannot pile up faster than the server takes it.
+const MAX_UNSENT: usize = 1024 * 1024;
+// ANCHOR_END: limits
 
 fn main() -> ExitCode {
     let args = Args::parse();

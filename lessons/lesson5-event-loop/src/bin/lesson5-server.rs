@@ -25,6 +25,24 @@ use nix::sys::socket::{
 };
 use nix::sys::stat::Mode;
 
+// ANCHOR: args
+/// A TCP echo server: one thread, epoll, any number of clients.
+#[derive(Parser, Debug)]
+#[command(name = "lesson5-server", version, args_override_self = true)]
+struct Args {
+    /// Address to listen on; `--bind 0.0.0.0:8890` listens on all
+    /// interfaces, like the original's INADDR_ANY. IPv6 works too: `[::1]:8890`.
+    #[arg(long, value_name = "IP:PORT", default_value = "127.0.0.1:8890")]
+    bind: SocketAddr,
+
+    /// Length of the queue of connections the kernel has completed but the
+    /// server has not accepted yet (the original's 10; at most SOMAXCONN).
+    #[arg(long, value_name = "N", default_value_t = 10,
+          value_parser = clap::value_parser!(i32).range(1..=nix::libc::SOMAXCONN as i64))]
+    backlog: i32,
+}
+// ANCHOR_END: args
+
 /// How many bytes one `recv` may return; the echo does not depend on it.
 const BUFFER_SIZE: usize = 4096;
 
@@ -49,24 +67,6 @@ const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// get 2, 3, 4, … in the order they connect.
 const LISTENER: u64 = 0;
 const SIGNALS: u64 = 1;
-
-// ANCHOR: args
-/// A TCP echo server: one thread, epoll, any number of clients.
-#[derive(Parser, Debug)]
-#[command(name = "lesson5-server", version, args_override_self = true)]
-struct Args {
-    /// Address to listen on; `--bind 0.0.0.0:8890` listens on all
-    /// interfaces, like the original's INADDR_ANY. IPv6 works too: `[::1]:8890`.
-    #[arg(long, value_name = "IP:PORT", default_value = "127.0.0.1:8890")]
-    bind: SocketAddr,
-
-    /// Length of the queue of connections the kernel has completed but the
-    /// server has not accepted yet (the original's 10; at most SOMAXCONN).
-    #[arg(long, value_name = "N", default_value_t = 10,
-          value_parser = clap::value_parser!(i32).range(1..=nix::libc::SOMAXCONN as i64))]
-    backlog: i32,
-}
-// ANCHOR_END: args
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -209,6 +209,13 @@ struct Client {
     /// What epoll watches for on `fd` now.
     interest: EpollFlags,
 }
+
+/// What a client's handler decided: keep the connection, or close it.
+#[derive(PartialEq)]
+enum Connection {
+    Keep,
+    Close,
+}
 // ANCHOR_END: client
 
 /// Everything the event loop works on.
@@ -222,13 +229,6 @@ struct Server {
     /// A descriptor kept open only to be closed when the process runs out.
     spare: Option<OwnedFd>,
     accept_paused_until: Option<Instant>,
-}
-
-/// What a client's handler decided: keep the connection, or close it.
-#[derive(PartialEq)]
-enum Connection {
-    Keep,
-    Close,
 }
 
 impl Server {
