@@ -95,7 +95,6 @@ fn run(args: &Args) -> Result<std::convert::Infallible> {
     // ANCHOR: accept_loop
     // 4. Accept clients forever, each in a thread of its own.
     loop {
-        // ANCHOR: accept_error
         // Fix: the original exits on any accept error, dropping every client.
         // Only errors that say the listener itself is unusable end it here.
         let raw_fd = match accept4(listener.as_raw_fd(), SockFlag::SOCK_CLOEXEC) {
@@ -118,7 +117,6 @@ fn run(args: &Args) -> Result<std::convert::Infallible> {
                 continue;
             }
         };
-        // ANCHOR_END: accept_error
         // SAFETY: accept just returned this descriptor; nothing else owns it,
         // so the OwnedFd is its only owner and closes it exactly once.
         let client = unsafe { OwnedFd::from_raw_fd(raw_fd) };
@@ -132,7 +130,6 @@ fn run(args: &Args) -> Result<std::convert::Infallible> {
         };
         log(format_args!("client {peer} connected"));
 
-        // ANCHOR: spawn
         // Fix: the original passes `&cfd`, which the next accept overwrites;
         // the `move` closure gives the thread the descriptor itself.
         // Fix: `pthread_create(...) < 0` never fires (it returns a positive
@@ -145,7 +142,6 @@ fn run(args: &Args) -> Result<std::convert::Infallible> {
                 "cannot start a thread for client {peer}: {err}; closed its connection"
             ));
         }
-        // ANCHOR_END: spawn
     }
     // ANCHOR_END: accept_loop
 }
@@ -170,7 +166,6 @@ fn serve_client(client: OwnedFd, peer: SockaddrStorage) {
             }
         };
         let data = &buffer[..received];
-        // ANCHOR: log_received
         // Fix: printf("%s") reads past a full buffer with no NUL; a slice has
         // an exact length (bytes that are not UTF-8 show as U+FFFD).
         let text = String::from_utf8_lossy(data);
@@ -178,7 +173,6 @@ fn serve_client(client: OwnedFd, peer: SockaddrStorage) {
             "recv from {peer}: {}",
             text.strip_suffix('\n').unwrap_or(&text)
         ));
-        // ANCHOR_END: log_received
         if let Err(err) = send_all(&client, data) {
             log_error(format_args!("cannot echo to client {peer}: {err}"));
             break;
