@@ -1,7 +1,7 @@
 //! What edge-triggered epoll (EPOLLET) guarantees on Linux, checked on a
-//! loopback TCP connection: an event for each arrival of data since the last
-//! wait, even on a socket that was readable all along; never an event for
-//! bytes that merely stay unread. So an edge-triggered reader must drain to
+//! loopback TCP connection: the first wait after data arrives reports the
+//! socket, even one that was readable all along; bytes that merely stay
+//! unread are never reported again. So an edge-triggered reader must drain to
 //! EAGAIN, and may still be woken for data it has already seen.
 
 use std::io::Write;
