@@ -17,7 +17,7 @@ use testkit::{LOCALHOST, Running, free_udp_addr};
 const FAST: &[&str] = &["--recv-timeout-ms", "100"];
 
 /// Lesson 5's chat as peer A on a free port, and `bin_b` as peer B,
-/// started with the command A printed ("start the peer with: …") plus
+/// started with the arguments A printed ("start the peer with: …") plus
 /// `b_extra`. Returns A, A's address, B, B's address.
 fn start_pair(
     bin_b: &str,
@@ -32,8 +32,8 @@ fn start_pair(
     let (b_bind, b_peer) = (b_addr.to_string(), a_addr.to_string());
     assert_eq!(
         words,
-        ["just", "lesson5", "b", "--bind", &b_bind, "--peer", &b_peer],
-        "peer A prints the `just` command that starts peer B: {line}"
+        ["--bind", &b_bind, "--peer", &b_peer],
+        "peer A prints the arguments that start peer B: {line}"
     );
     let (b, bound) = start_peer("peer B", bin_b, b_addr, a_addr, b_extra);
     assert_eq!(bound, b_addr);
@@ -126,6 +126,34 @@ fn a_60000_byte_datagram_arrives_whole_both_ways() {
         incoming.as_slice(),
         "printed whole, not cut"
     );
+}
+
+/// The largest UDP payload is 65,507 bytes over IPv4 (65,535 minus the
+/// 20-byte IPv4 and 8-byte UDP headers) and 65,527 over IPv6 (its payload
+/// length leaves out the 40-byte IPv6 header): the largest line goes out
+/// whole, one byte more is refused with EMSGSIZE and the number for that
+/// family, and the chat goes on.
+#[test]
+fn the_largest_datagram_is_65507_bytes_over_ipv4_and_65527_over_ipv6() {
+    for (ip, largest, said) in [
+        (LOCALHOST, 65_507, "at most 65,507 bytes over IPv4"),
+        (
+            IpAddr::V6(Ipv6Addr::LOCALHOST),
+            65_527,
+            "at most 65,527 bytes over IPv6",
+        ),
+    ] {
+        let mut chat = SocketPeer::start(CHAT, ip, &[]);
+        let line = random_letters(3, largest);
+        chat.app.type_bytes(&[line.as_slice(), b"\n"].concat());
+        assert_eq!(chat.receive().len(), largest, "{said}: sent whole");
+        chat.app.type_bytes(&[line.as_slice(), b"x\n"].concat());
+        let error = chat.app.expect_stderr_line("EMSGSIZE");
+        assert!(error.contains(said), "{error}");
+        chat.app.type_line("still here");
+        assert_eq!(chat.receive(), b"still here", "the chat goes on");
+        quit(&mut chat.app);
+    }
 }
 
 /// Lesson 2's peer filter, kept: a stranger's datagram is dropped with a

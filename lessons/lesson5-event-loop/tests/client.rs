@@ -10,7 +10,7 @@ use std::process::Output;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use common::{CLIENT, SERVER, cpu_ticks};
+use common::{CLIENT, SERVER};
 use nix::sys::socket::{
     AddressFamily, Backlog, SockFlag, SockType, SockaddrStorage, bind, listen, setsockopt, socket,
     sockopt,
@@ -18,8 +18,7 @@ use nix::sys::socket::{
 use std::os::fd::AsRawFd;
 use testkit::cli;
 use testkit::tcp::{
-    buffer_sysctl, client_chat, listening, random_letters, start_client, start_client_bin,
-    start_server,
+    buffer_sysctl, client_chat, listening, random_letters, start_client_bin, start_server,
 };
 use testkit::{DEADLINE, LOCALHOST};
 
@@ -185,42 +184,11 @@ fn line_longer_than_the_buffers() -> Vec<u8> {
     random_letters(9, len)
 }
 
-/// What lesson 5's client fixes: lesson 3's client sends the whole line
-/// before it reads any echo. The server's echo fills the buffers toward the
-/// client, the server stops reading, the buffers toward the server fill,
-/// and the client's send never finishes: both wait for each other forever.
-#[test]
-fn lesson_3s_client_deadlocks_on_a_line_longer_than_the_buffers() {
-    let (addr, server) = small_buffer_echo_server();
-    let mut client = start_client("lesson 3's client", addr);
-    let line = line_longer_than_the_buffers();
-    // Lesson 3's client reads the whole line before sending, so this
-    // returns once the line is typed.
-    client.type_bytes(&[line.as_slice(), b"\n"].concat());
-    thread::sleep(Duration::from_millis(1000));
-    let before = cpu_ticks(client.pid());
-    thread::sleep(Duration::from_millis(500));
-    let stat = std::fs::read_to_string(format!("/proc/{}/stat", client.pid())).expect("stat");
-    let state = stat[stat.rfind(')').expect("(comm)") + 2..].chars().next();
-    assert_eq!(state, Some('S'), "still there, asleep: {stat}");
-    assert_eq!(
-        cpu_ticks(client.pid()),
-        before,
-        "no progress: it waits in send"
-    );
-    assert!(
-        !client.stdout().contains("client receive"),
-        "no echo came back"
-    );
-    client.kill();
-    server
-        .join()
-        .expect("the server ends once the client is gone");
-}
-
-/// The same server and the same line: lesson 5's client reads the echo
-/// while it sends, so the server never stops reading, and the line comes
-/// back whole.
+/// Lesson 3's deadlock (specified in lesson 3's `tests/deadlock.rs`), fixed:
+/// against a server built like lesson 3's with small buffers, lesson 5's
+/// client reads the echo while it sends a line longer than every buffer
+/// between them, so the server never stops reading, and the line comes back
+/// whole.
 #[test]
 fn the_same_line_and_server_do_not_deadlock_lesson_5s_client() {
     let (addr, server) = small_buffer_echo_server();

@@ -12,9 +12,10 @@ use std::time::Duration;
 
 use common::{SERVER, cpu_ticks};
 use nix::sys::signal::Signal;
+use nix::sys::socket::{SockaddrStorage, getsockname, getsockopt, shutdown, sockopt};
 use testkit::tcp::{
     VanishingClient, assert_echo, client_chat, connect, echo, random_bytes, start_client,
-    start_server,
+    start_server, wait_for_socket,
 };
 use testkit::{LOCALHOST, Running, TcpState};
 
@@ -188,9 +189,9 @@ fn sigint_and_sigterm_close_every_connection_and_exit_zero() {
     }
 }
 
-/// SO_REUSEADDR as in lesson 4: stopped while a client is connected (the
-/// server closes first, so its side of the connection stays in TIME_WAIT),
-/// it starts again on the same port at once.
+/// SO_REUSEADDR as in lesson 4: stopped while a client is connected, it
+/// starts again on the same port at once. The server closes first, so its
+/// side waits in FIN-WAIT-2 until the client closes, then in TIME_WAIT.
 #[test]
 fn restarts_on_its_port_at_once_after_stopping_with_a_client() {
     let (mut server, addr) = start_server(SERVER, any_port(), &[]);
@@ -200,13 +201,53 @@ fn restarts_on_its_port_at_once_after_stopping_with_a_client() {
     assert!(server.wait_exit().success(), "{}", server.describe());
     let mut rest = Vec::new();
     stream.read_to_end(&mut rest).unwrap();
+    // The client's ACK of the FIN may come a moment after its data: the
+    // server's side is in FIN-WAIT-2 once it has, while the client is open.
+    wait_for_socket("FIN-WAIT-2 socket of the server", addr.port(), |socket| {
+        socket.state == TcpState::FinWait2 && socket.local == addr
+    });
     drop(stream);
     // The server's end of the connection is in TIME_WAIT on the port.
-    let time_wait = testkit::tcp_sockets()
-        .into_iter()
-        .any(|socket| socket.state == TcpState::TimeWait && socket.local == addr);
-    assert!(time_wait, "no TIME-WAIT socket on {addr}");
+    wait_for_socket("TIME-WAIT socket of the server", addr.port(), |socket| {
+        socket.state == TcpState::TimeWait && socket.local == addr
+    });
     let (_again, again_addr) = start_server(SERVER, addr, &[]);
     assert_eq!(again_addr, addr);
     assert_echo(&connect(addr), b"back again\n");
+}
+
+/// As in lesson 3: an accept error that every retry would repeat (here
+/// EINVAL: the listener was shut down and no longer listens) ends the server
+/// with one clear error, instead of 64 log lines per wakeup forever.
+#[test]
+fn a_listener_that_stops_listening_ends_the_server_with_one_error() {
+    let (mut server, addr) = start_server(SERVER, any_port(), &[]);
+    // Take a duplicate of the server's listening socket.
+    let listener = (3..16).find_map(|fd| {
+        let duplicate = server.duplicate_fd(fd).ok()?;
+        let local: SockaddrStorage =
+            getsockname(std::os::fd::AsRawFd::as_raw_fd(&duplicate)).ok()?;
+        let listening = getsockopt(&duplicate, sockopt::AcceptConn).ok()?;
+        (listening && local.to_string() == addr.to_string()).then_some(duplicate)
+    });
+    let Some(listener) = listener else {
+        eprintln!(
+            "skipped: cannot take the server's listening socket with pidfd_getfd \
+             (needs Linux 5.6+ and ptrace rights over the child)"
+        );
+        return;
+    };
+    // shutdown(SHUT_RD) on a listening socket closes its queue: epoll reports
+    // it, and accept fails with EINVAL.
+    shutdown(
+        std::os::fd::AsRawFd::as_raw_fd(&listener),
+        nix::sys::socket::Shutdown::Read,
+    )
+    .unwrap();
+    let status = server.wait_exit();
+    assert_eq!(status.code(), Some(1), "{}", server.describe());
+    assert_eq!(
+        server.stderr(),
+        format!("error: cannot accept clients on {addr}: EINVAL: Invalid argument\n")
+    );
 }

@@ -74,12 +74,7 @@ pub const DIFFS: &[(&str, &str, &str)] = &[
     (
         "lesson3-to-lesson4-server.diff",
         "lessons/lesson3-tcp-thread-per-client/src/bin/lesson3-server.rs",
-        "lessons/lesson4-tcp-reuseaddr/src/main.rs",
-    ),
-    (
-        "lesson3-to-lesson5-client.diff",
-        "lessons/lesson3-tcp-thread-per-client/src/bin/lesson3-client.rs",
-        "lessons/lesson5-event-loop/src/bin/lesson5-client.rs",
+        "lessons/lesson4-tcp-reuseaddr/src/bin/lesson4-server.rs",
     ),
 ];
 

@@ -78,7 +78,7 @@ fn lesson1_to_lesson2_is_a_diff_about_the_receiver_thread() {
 fn lesson3_to_lesson4_is_a_small_diff_about_reuseaddr() {
     let diff = lesson_diff(
         "lessons/lesson3-tcp-thread-per-client/src/bin/lesson3-server.rs",
-        "lessons/lesson4-tcp-reuseaddr/src/main.rs",
+        "lessons/lesson4-tcp-reuseaddr/src/bin/lesson4-server.rs",
     );
     let changed = changed_lines(&diff).len();
     assert!(

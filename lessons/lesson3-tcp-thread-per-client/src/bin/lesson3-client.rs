@@ -1,18 +1,9 @@
 //! Lesson 3's client: sends each line typed on stdin to the echo server and
-//! prints the echo.
+//! prints the echo; `exit` (or Ctrl+D) quits. It serves lesson 4 as well.
 //!
-//! The steps follow the post: create the socket, connect, then a loop that
-//! reads a line, sends it and reads the echo. Typing `exit` (or ending the
-//! input with Ctrl+D) quits. It serves lesson 4's server as well.
-//!
-//! Two limits of this design, kept from the post (lesson 5's client, one
-//! thread waiting on the terminal and the socket at once, has neither):
-//! - It sends a whole line before reading any of the echo. The server
-//!   echoes as it reads, so a line larger than what both sockets' buffers
-//!   hold fills them: the server blocks sending the echo nobody reads, stops
-//!   reading, and the client blocks sending. Neither ever moves again.
-//! - While it waits for you to type, it does not look at the socket: if the
-//!   server dies, the client notices only when it next sends.
+//! The step numbers are the course's. Kept from the post: it does one thing
+//! at a time, so a huge line deadlocks it and it sees a dead server only
+//! when it next sends (see lesson 3, "The client"; lesson 5 fixes both).
 
 use std::io::{BufRead, Write};
 use std::net::SocketAddr;
@@ -78,8 +69,7 @@ fn run(server: SocketAddr) -> Result<()> {
     let mut line = Vec::new();
     loop {
         line.clear();
-        // Raw bytes, not a String: a line that is not UTF-8 is still sent
-        // as typed, byte for byte.
+        // Raw bytes: a line that is not UTF-8 is still sent as typed.
         if stdin
             .read_until(b'\n', &mut line)
             .context("cannot read standard input")?
@@ -87,9 +77,8 @@ fn run(server: SocketAddr) -> Result<()> {
         {
             return Ok(()); // End of input (Ctrl+D).
         }
-        // Fix: the original sends "exit" to the server and quits without
-        // reading its echo. The word is a command to this client, so it is
-        // not sent at all.
+        // Fix: the original sends "exit" and quits without its echo; it is
+        // a command to this client, never sent.
         if trim_newline(&line) == b"exit" {
             return say(format_args!("goodbye"));
         }
@@ -101,15 +90,11 @@ fn run(server: SocketAddr) -> Result<()> {
     // ANCHOR_END: chat_loop
 }
 
-/// Sends every byte of `data`. On Linux a blocking send queues everything
-/// before it returns, unless a signal interrupts it after some progress (or
-/// a send timeout or non-blocking mode is set, which this client does not
-/// do); the loop sends whatever is left.
+/// Sends every byte of `data`: a send may return short (after a signal,
+/// for instance), and the loop sends the rest.
 fn send_all(socket: &OwnedFd, mut data: &[u8]) -> nix::Result<()> {
     while !data.is_empty() {
-        // MSG_NOSIGNAL: if the server is gone, a send fails with EPIPE (the
-        // first one after the server closed usually still succeeds) rather
-        // than killing the client with SIGPIPE before it can say why.
+        // MSG_NOSIGNAL: a server gone is an EPIPE error, not a SIGPIPE death.
         match send(socket.as_raw_fd(), data, MsgFlags::MSG_NOSIGNAL) {
             Ok(sent) => data = &data[sent..],
             Err(Errno::EINTR) => {}
@@ -122,10 +107,8 @@ fn send_all(socket: &OwnedFd, mut data: &[u8]) -> nix::Result<()> {
 // ANCHOR: read_echo
 /// Receives exactly `len` bytes: the echo of the line just sent.
 ///
-/// Fix: the original calls recv once and prints whatever came. TCP is a
-/// byte stream, not a stream of messages: one recv may return part of the
-/// echo, and the next one the rest together with the start of another.
-/// Counting bytes keeps each echo whole and apart.
+/// Fix: the original calls recv once, but TCP is a byte stream: one recv
+/// may return part of an echo. Counting bytes keeps each echo whole.
 fn read_echo(socket: &OwnedFd, len: usize, server: SocketAddr) -> Result<Vec<u8>> {
     let mut echo = vec![0u8; len];
     let mut filled = 0;
@@ -145,7 +128,7 @@ fn read_echo(socket: &OwnedFd, len: usize, server: SocketAddr) -> Result<Vec<u8>
 }
 // ANCHOR_END: read_echo
 
-/// `line` without its line ending ("\n" or "\r\n").
+/// `line` without one trailing "\n", then one trailing "\r".
 fn trim_newline(line: &[u8]) -> &[u8] {
     let line = line.strip_suffix(b"\n").unwrap_or(line);
     line.strip_suffix(b"\r").unwrap_or(line)

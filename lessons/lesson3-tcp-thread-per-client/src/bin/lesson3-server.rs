@@ -1,13 +1,9 @@
 //! Lesson 3: a TCP echo server that starts one thread per client.
 //!
-//! The main thread only accepts connections; each accepted connection moves
-//! into a thread of its own, which reads what the client sends, logs it and
-//! writes every byte back until the client leaves. The steps are numbered as
-//! in the post: create the socket, bind it, listen, accept in a loop.
-//!
-//! Stop it with Ctrl+C. Then try to start it again at once: if clients were
-//! still connected, `bind` fails with EADDRINUSE for up to a minute. That is
-//! the TIME_WAIT bug lesson 4 fixes.
+//! The main thread accepts connections; each client gets a thread that logs
+//! and echoes every byte until the client leaves. The step numbers are the
+//! course's (the post's code has none). Restarted at once after Ctrl+C with
+//! clients connected, `bind` fails with EADDRINUSE: lesson 4 fixes that.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -23,12 +19,6 @@ use nix::sys::socket::{
     AddressFamily, Backlog, MsgFlags, SockFlag, SockType, SockaddrStorage, accept4, bind,
     getpeername, getsockname, listen, recv, send, socket,
 };
-
-/// How many bytes one `recv` may return; the echo does not depend on it.
-const BUFFER_SIZE: usize = 4096;
-
-/// How long to pause when `accept` fails for lack of file descriptors.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 // ANCHOR: args
 /// A TCP echo server: one thread per client.
@@ -50,14 +40,20 @@ struct Args {
 }
 // ANCHOR_END: args
 
+/// How many bytes one `recv` may return: the original's 1024.
+const BUFFER_SIZE: usize = 1024;
+
+/// How long to pause when `accept` fails for lack of descriptors or memory.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
 fn main() -> ExitCode {
     let args = Args::parse();
     let Err(err) = run(&args);
     eprintln!("error: {err:#}");
     if err.root_cause().downcast_ref::<Errno>() == Some(&Errno::EADDRINUSE) {
         eprintln!(
-            "hint: if no other server uses {}, connections of a previous server may sit in TIME_WAIT \
-             for up to 60 s; lesson 4 (SO_REUSEADDR) fixes this",
+            "hint: if no other server uses {}, connections of a previous server may hold it \
+             (FIN-WAIT-2, then TIME_WAIT) for up to about two minutes; lesson 4 (SO_REUSEADDR) fixes this",
             args.bind
         );
     }
@@ -74,8 +70,7 @@ fn run(args: &Args) -> Result<std::convert::Infallible> {
 
     // ANCHOR: socket
     // 1. Create the socket: a TCP (stream) socket of the address's family.
-    // Not std::net::TcpListener: on Unix it sets SO_REUSEADDR by itself,
-    // which would hide the restart bug of lesson 3 that lesson 4 fixes.
+    // Not std's TcpListener: it sets SO_REUSEADDR, hiding lesson 4's bug.
     let listener = socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)
         .context("cannot create a TCP socket")?;
     // ANCHOR_END: socket
@@ -87,8 +82,8 @@ fn run(args: &Args) -> Result<std::convert::Infallible> {
     // ANCHOR_END: bind
 
     // ANCHOR: listen
-    // 3. Listen: from now on the kernel completes connections by itself and
-    // queues up to `backlog` of them until `accept` takes them.
+    // 3. Listen: the kernel now completes connections by itself and queues
+    // up to `backlog` of them until `accept` takes them.
     let backlog =
         Backlog::new(args.backlog).with_context(|| format!("invalid backlog {}", args.backlog))?;
     listen(&listener, backlog).with_context(|| format!("cannot listen on {}", args.bind))?;
@@ -100,19 +95,12 @@ fn run(args: &Args) -> Result<std::convert::Infallible> {
     // ANCHOR: accept_loop
     // 4. Accept clients forever, each in a thread of its own.
     loop {
-        // ANCHOR: accept_error
-        // Fix: the original exits on any accept error, dropping every client
-        // already connected. Most errors concern one connection or a passing
-        // shortage; only those that say the listener itself is unusable end
-        // the server, since retrying them would spin forever.
-        // accept4 with SOCK_CLOEXEC: like the listener, the client's socket
-        // must not leak into a program this one might exec.
+        // Fix: the original exits on any accept error, dropping every client.
+        // Only errors that say the listener itself is unusable end it here.
         let raw_fd = match accept4(listener.as_raw_fd(), SockFlag::SOCK_CLOEXEC) {
             Ok(raw_fd) => raw_fd,
             Err(err @ (Errno::EMFILE | Errno::ENFILE | Errno::ENOBUFS | Errno::ENOMEM)) => {
-                // Out of descriptors or memory. The pending connection stays in
-                // the queue, so retrying at once would spin at 100% CPU: wait
-                // for some clients to leave instead.
+                // The connection stays queued: retrying at once would spin.
                 log_error(format_args!(
                     "cannot accept a client: {err}; retrying in {ACCEPT_BACKOFF:?}"
                 ));
@@ -120,48 +108,32 @@ fn run(args: &Args) -> Result<std::convert::Infallible> {
                 continue;
             }
             Err(err @ (Errno::EBADF | Errno::EINVAL | Errno::ENOTSOCK | Errno::EFAULT)) => {
-                // The listener is broken (closed, or no longer listening):
-                // every later accept would fail the same way at once.
+                // The listener is broken: every retry would fail at once.
                 return Err(err).with_context(|| format!("cannot accept clients on {local}"));
             }
             Err(err) => {
-                // ECONNABORTED (a client gave up while queued), EINTR, EPROTO,
-                // EPERM (a firewall rule): this connection only. Linux rarely
-                // reports ECONNABORTED: a connection reset while queued is
-                // usually accepted, and getpeername below fails with ENOTCONN.
+                // ECONNABORTED, EINTR, EPROTO, EPERM: this connection only.
                 log_error(format_args!("cannot accept a client: {err}"));
                 continue;
             }
         };
-        // ANCHOR_END: accept_error
         // SAFETY: accept just returned this descriptor; nothing else owns it,
         // so the OwnedFd is its only owner and closes it exactly once.
         let client = unsafe { OwnedFd::from_raw_fd(raw_fd) };
         let peer: SockaddrStorage = match getpeername(client.as_raw_fd()) {
             Ok(peer) => peer,
             Err(err) => {
-                // ENOTCONN: the client reset the connection while it waited
-                // in the queue. Nothing to serve; the descriptor is closed.
+                // ENOTCONN: the client reset the connection while queued.
                 log_error(format_args!("cannot read a new client's address: {err}"));
                 continue;
             }
         };
         log(format_args!("client {peer} connected"));
 
-        // ANCHOR: spawn
-        // Fix: the original hands its thread a pointer to `cfd`, which the
-        // next accept overwrites, so two threads may serve one client and none
-        // the other. The `move` closure takes ownership of `client`: the
-        // thread gets its own descriptor, and the compiler rejects any other
-        // use of it.
-        // Fix: the original checks `pthread_create(...) < 0`, but
-        // pthread_create returns a positive error number (EAGAIN when no
-        // thread can be started), so the check never fires: it goes on to
-        // detach `pid`, a stale id (the previous client's thread; on failure
-        // pthread_create leaves it undefined), never closes the descriptor,
-        // and that client is never served. Here the error is reported and the
-        // closure, with the descriptor, is dropped: the client sees its
-        // connection closed, and the server goes on.
+        // Fix: the original passes `&cfd`, which the next accept overwrites;
+        // the `move` closure gives the thread the descriptor itself.
+        // Fix: `pthread_create(...) < 0` never fires (it returns a positive
+        // error). A failed spawn drops the closure, closing the client.
         let spawned = thread::Builder::new()
             .name(format!("client {peer}"))
             .spawn(move || serve_client(client, peer));
@@ -170,7 +142,6 @@ fn run(args: &Args) -> Result<std::convert::Infallible> {
                 "cannot start a thread for client {peer}: {err}; closed its connection"
             ));
         }
-        // ANCHOR_END: spawn
     }
     // ANCHOR_END: accept_loop
 }
@@ -189,23 +160,19 @@ fn serve_client(client: OwnedFd, peer: SockaddrStorage) {
             Ok(received) => received,
             Err(Errno::EINTR) => continue,
             Err(err) => {
-                // ECONNRESET and the like: the client vanished. Only this
-                // thread ends; the others and the accept loop go on.
+                // ECONNRESET and the like: only this client's thread ends.
                 log_error(format_args!("cannot receive from client {peer}: {err}"));
                 break;
             }
         };
         let data = &buffer[..received];
-        // ANCHOR: log_received
-        // Fix: the original prints the buffer with printf("%s"), which reads
-        // past the data when it holds no terminating NUL. Here the slice has
-        // an exact length, and bytes that are not UTF-8 show as U+FFFD.
+        // Fix: printf("%s") reads past a full buffer with no NUL; a slice has
+        // an exact length (bytes that are not UTF-8 show as U+FFFD).
         let text = String::from_utf8_lossy(data);
         log(format_args!(
             "recv from {peer}: {}",
             text.strip_suffix('\n').unwrap_or(&text)
         ));
-        // ANCHOR_END: log_received
         if let Err(err) = send_all(&client, data) {
             log_error(format_args!("cannot echo to client {peer}: {err}"));
             break;
@@ -218,19 +185,12 @@ fn serve_client(client: OwnedFd, peer: SockaddrStorage) {
 // ANCHOR: echo
 /// Sends every byte of `data`.
 ///
-/// Fix: the original ignores write's return value. On Linux a blocking TCP
-/// send waits until the kernel has queued every byte, but it returns short
-/// when a signal interrupts it after some progress, when a send timeout
-/// (SO_SNDTIMEO) expires, or on a non-blocking socket; POSIX allows it
-/// anywhere. The loop sends the rest.
+/// Fix: the original ignores write's count; a send may return short (after
+/// a signal, for instance), so the loop sends the rest.
 fn send_all(client: &OwnedFd, mut data: &[u8]) -> nix::Result<()> {
     while !data.is_empty() {
-        // Fix: once the client has closed, the first send usually succeeds
-        // (the client's kernel answers it with a reset); the next one fails
-        // with EPIPE and raises SIGPIPE, whose default action kills the whole
-        // server. MSG_NOSIGNAL keeps the error and drops the signal, so only
-        // this client's thread ends. (Rust programs ignore SIGPIPE at startup
-        // anyway; the flag does not rely on that.)
+        // Fix: a send to a client that left can raise SIGPIPE, which kills
+        // the whole server; MSG_NOSIGNAL leaves only the EPIPE error.
         match send(client.as_raw_fd(), data, MsgFlags::MSG_NOSIGNAL) {
             Ok(sent) => data = &data[sent..],
             Err(Errno::EINTR) => {}
@@ -241,9 +201,8 @@ fn send_all(client: &OwnedFd, mut data: &[u8]) -> nix::Result<()> {
 }
 // ANCHOR_END: echo
 
-/// Prints one line to stdout. Clients' threads print at the same time, so
-/// the line is written under stdout's lock in one piece. A log line that
-/// cannot be written (stdout closed) is not a reason to stop serving.
+/// Prints one line to stdout, in one piece under stdout's lock. A log line
+/// that cannot be written (stdout closed) is not a reason to stop serving.
 fn log(line: std::fmt::Arguments) {
     let _ = writeln!(std::io::stdout().lock(), "{line}");
 }

@@ -1,15 +1,8 @@
 //! Lesson 5's client: lesson 3's client with poll(2) on the keyboard and the
-//! socket.
-//!
-//! Lesson 3's client does one thing at a time: it waits for a line, sends
-//! it whole, then waits for its echo. So it cannot see the server die while
-//! it waits for you to type, and a line bigger than the sockets' buffers
-//! deadlocks it (the server cannot send the echo back while nobody reads it,
-//! so it stops reading, so the client's send never finishes). Here one loop
-//! waits for both descriptors at once, sends what the kernel takes, reads
-//! every echo as it comes, and at the end of input half-closes the
-//! connection and prints every echo still on its way. Typing `exit` (or
-//! ending the input with Ctrl+D) quits.
+//! socket, so it sees a dead server at once and a huge line cannot deadlock
+//! it. It sends what the kernel takes, reads every echo as it comes, and at
+//! the end of input half-closes and prints the echoes still on their way.
+//! Typing `exit` (or Ctrl+D) quits. Why: see lesson 5's client chapter.
 
 use std::collections::VecDeque;
 use std::io::Write;
@@ -28,13 +21,6 @@ use nix::sys::socket::{
 };
 use nix::unistd;
 
-/// How many bytes one read of the keyboard or the socket may return.
-const BUFFER_SIZE: usize = 64 * 1024;
-
-/// Stop reading the keyboard while this many bytes wait to be sent: typed
-/// (or piped) input cannot pile up faster than the server takes it.
-const MAX_UNSENT: usize = 1024 * 1024;
-
 /// A line-oriented client for the echo server.
 #[derive(Parser, Debug)]
 #[command(name = "lesson5-client", version, args_override_self = true)]
@@ -43,6 +29,15 @@ struct Args {
     #[arg(long, value_name = "IP:PORT", default_value = "127.0.0.1:8890")]
     server: SocketAddr,
 }
+
+// ANCHOR: limits
+/// How many bytes one read of the keyboard or the socket may return.
+const BUFFER_SIZE: usize = 64 * 1024;
+
+/// Stop reading the keyboard while this many bytes wait to be sent: typed
+/// (or piped) input cannot pile up faster than the server takes it.
+const MAX_UNSENT: usize = 1024 * 1024;
+// ANCHOR_END: limits
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -81,10 +76,8 @@ fn run(server: SocketAddr) -> Result<()> {
     // ANCHOR_END: connect
 
     // ANCHOR: nonblocking
-    // New: from here on the socket is non-blocking. A send takes what fits
-    // in the socket's buffer and returns; a recv returns what has come. When
-    // neither can do anything they fail with EAGAIN, and the loop goes back
-    // to poll instead of sleeping inside one of them.
+    // New: from here on the socket is non-blocking. send and recv take or
+    // return what they can now, or fail with EAGAIN; the loop then polls.
     fcntl(&socket, FcntlArg::F_SETFL(OFlag::O_NONBLOCK))
         .context("cannot make the socket non-blocking")?;
     // ANCHOR_END: nonblocking
@@ -94,9 +87,8 @@ fn run(server: SocketAddr) -> Result<()> {
     let mut state = Chat::default();
     let stdin = std::io::stdin();
     loop {
-        // a. What to wait for: the keyboard while input is wanted; the
-        // socket for echoes always (and so for the server's end), and for
-        // room to send while bytes wait to be sent.
+        // a. Wait for the keyboard while input is wanted; for the socket's
+        // echoes (and end) always, and for room to send while bytes wait.
         let watch_keyboard = !state.input_done && state.unsent.len() < MAX_UNSENT;
         let mut socket_events = PollFlags::POLLIN;
         if !state.unsent.is_empty() {
@@ -116,9 +108,8 @@ fn run(server: SocketAddr) -> Result<()> {
         // POLLIN, or POLLHUP: the other end of a piped stdin closed.
         let keyboard_ready = fds.get(1).is_some_and(ready);
 
-        // b. Echoes, or the server's end. Watched even while we wait for the
-        // keyboard: a server that dies is noticed at once, not at the next
-        // line.
+        // b. Echoes, or the server's end: seen at once, even while nobody
+        // types.
         if socket_ready && state.receive(&socket, server)? {
             return Ok(()); // The server closed after every echo came back.
         }
@@ -134,32 +125,27 @@ fn run(server: SocketAddr) -> Result<()> {
         // and everything is out, half-close.
         state.send_some(&socket, server)?;
         if state.input_done && state.unsent.is_empty() && !state.shut_down {
-            // ANCHOR: half_close
-            // shutdown(SHUT_WR) sends our end (a FIN) but keeps the socket
-            // open for reading: the server sees the end of our stream,
-            // sends what it still owes, then closes; `receive` reads all of
-            // it. Closing the socket here instead would throw those echoes
-            // away.
+            // shutdown(SHUT_WR) sends our FIN but keeps reading: the server
+            // sends the echoes it owes, then closes. close() would lose them.
             shutdown(socket.as_raw_fd(), Shutdown::Write)
                 .with_context(|| format!("cannot half-close the connection to {server}"))?;
             state.shut_down = true;
-            // ANCHOR_END: half_close
         }
     }
     // ANCHOR_END: chat_loop
 }
 
+// ANCHOR: state
 /// Everything the loop keeps between two waits.
 #[derive(Default)]
 struct Chat {
     /// Typed bytes not yet cut into a line.
     typed: Vec<u8>,
-    /// Whole lines waiting to be sent, as one byte stream. A deque: sent
-    /// bytes leave from the front without moving the rest.
+    /// Whole lines waiting to be sent, as one byte stream (a deque: sent
+    /// bytes leave from the front without moving the rest).
     unsent: VecDeque<u8>,
-    /// The length of each line sent or queued whose echo has not come back
-    /// whole yet, oldest first: TCP is a stream, so these lengths are what
-    /// cuts the incoming bytes back into lines.
+    /// The length of each line whose echo has not come back whole, oldest
+    /// first: what cuts the incoming stream back into lines.
     expected: VecDeque<usize>,
     /// Echo bytes received but not printed yet.
     echoed: Vec<u8>,
@@ -170,8 +156,10 @@ struct Chat {
     /// Our end was sent with shutdown(SHUT_WR).
     shut_down: bool,
 }
+// ANCHOR_END: state
 
 impl Chat {
+    // ANCHOR: keyboard
     /// One read(2) of the keyboard: poll said it is ready, so this does not
     /// wait for the rest of a line.
     fn read_keyboard(&mut self) -> nix::Result<()> {
@@ -217,22 +205,21 @@ impl Chat {
         self.expected.push_back(line.len());
         self.unsent.extend(&line);
     }
+    // ANCHOR_END: keyboard
 
     // ANCHOR: send_some
     /// Sends as much of the queued lines as the kernel takes now.
     fn send_some(&mut self, socket: &OwnedFd, server: SocketAddr) -> Result<()> {
         while !self.unsent.is_empty() {
-            // MSG_NOSIGNAL: if the server is gone, fail with EPIPE rather
-            // than being killed by SIGPIPE before the error can be reported.
+            // MSG_NOSIGNAL: a server gone is EPIPE, not a SIGPIPE death.
             // The deque's first contiguous part; the rest goes next turn.
             let (unsent, _) = self.unsent.as_slices();
             match send(socket.as_raw_fd(), unsent, MsgFlags::MSG_NOSIGNAL) {
                 Ok(sent) => {
                     self.unsent.drain(..sent);
                 }
-                // The send buffer is full: the rest goes when poll reports
-                // POLLOUT. Meanwhile the loop keeps reading echoes, which is
-                // what lets the server go on reading what we send.
+                // The send buffer is full: the rest goes at POLLOUT. The loop
+                // reads echoes meanwhile, so the server keeps reading too.
                 Err(Errno::EAGAIN) => break,
                 Err(Errno::EINTR) => {}
                 Err(err) => {
@@ -252,9 +239,8 @@ impl Chat {
         let mut chunk = vec![0u8; BUFFER_SIZE];
         match recv(socket.as_raw_fd(), &mut chunk, MsgFlags::empty()) {
             Ok(0) => {
-                // Fix: lesson 3's client only learns that the server is gone
-                // when it next sends. Here the end of the stream is seen the
-                // moment it comes, even while nobody types.
+                // Fix: lesson 3's client sees the server's end only when it
+                // next sends; here it is seen the moment it comes.
                 if let Some(&len) = self.expected.front() {
                     bail!(
                         "server {server} closed the connection ({} of {len} bytes of the echo came back)",
@@ -297,7 +283,7 @@ impl Chat {
     // ANCHOR_END: receive
 }
 
-/// `line` without its line ending ("\n" or "\r\n").
+/// `line` without one trailing "\n", then one trailing "\r".
 fn trim_newline(line: &[u8]) -> &[u8] {
     let line = line.strip_suffix(b"\n").unwrap_or(line);
     line.strip_suffix(b"\r").unwrap_or(line)

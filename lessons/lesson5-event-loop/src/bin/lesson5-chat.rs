@@ -1,14 +1,9 @@
 //! Lesson 5's chat: lesson 2's UDP peer-to-peer chat in one thread.
 //!
-//! Lesson 1 could not receive while it waited for a line; lesson 2 needed a
-//! second thread for that, a receive timeout so that thread could be
-//! stopped, and signal handlers with a race (a signal landing between the
-//! flag check and the read went unnoticed). Here one thread asks the kernel
-//! to wait for all three things at once with poll(2): the keyboard, the
-//! socket, and Ctrl+C. Whichever is ready first is handled, and the thread
-//! waits again. The steps keep lesson 2's numbers.
-
-mod cli;
+//! One thread asks the kernel with poll(2) to wait for the keyboard, the
+//! socket and Ctrl+C at once, handles whichever is ready, and waits again:
+//! no receiver thread, no receive timeout, no signal handler. The steps keep
+//! lesson 2's numbers. Why: see lesson 5, "The chat, in one thread".
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -16,6 +11,8 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser};
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{SigSet, Signal};
@@ -23,7 +20,52 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::socket::{self, AddressFamily, MsgFlags, SockFlag, SockType, SockaddrStorage};
 use nix::unistd;
 
-use cli::Args;
+// ANCHOR: args
+/// A UDP peer-to-peer chat in one thread: poll(2) waits for the keyboard,
+/// the socket and Ctrl+C at once, so a message shows the moment it arrives.
+#[derive(Parser, Debug)]
+// A later occurrence of a flag replaces an earlier one: what a user types
+// after a script's defaults wins.
+#[command(name = "lesson5-chat", version, args_override_self = true)]
+struct Args {
+    /// The address this peer receives on (the original's MY_IP_ADDRESS_STR and
+    /// MY_PORT). Port 0 lets the kernel pick a free one.
+    #[arg(long, value_name = "IP:PORT", default_value = "127.0.0.1:55566")]
+    bind: SocketAddr,
+
+    /// The address the other peer receives on (PEER_IP_ADDRESS_STR and
+    /// PEER_PORT). IPv6 works too: `[::1]:55577`.
+    #[arg(long, value_name = "IP:PORT", default_value = "127.0.0.1:55577")]
+    peer: SocketAddr,
+
+    /// Show datagrams from any sender, as the original does. By default only
+    /// the peer's are shown; others are dropped with a warning.
+    #[arg(long)]
+    accept_any: bool,
+}
+// ANCHOR_END: args
+
+impl Args {
+    /// Parses the command line; exits with clap's usage error (status 2)
+    /// when it makes no sense.
+    fn parse_checked() -> Args {
+        let args = Args::parse();
+        // One socket has one address family: an IPv4 socket cannot send to
+        // an IPv6 peer, nor the other way round.
+        if args.bind.is_ipv4() != args.peer.is_ipv4() {
+            Args::command()
+                .error(
+                    ErrorKind::ArgumentConflict,
+                    format!(
+                        "--bind {} and --peer {} must both be IPv4 or both IPv6: one UDP socket speaks one family",
+                        args.bind, args.peer
+                    ),
+                )
+                .exit();
+        }
+        args
+    }
+}
 
 // ANCHOR: buffer
 /// Fix: the original receives into 1024 bytes and silently cuts longer
@@ -47,15 +89,9 @@ fn main() -> ExitCode {
 
 fn run(args: &Args) -> Result<()> {
     // ANCHOR: signals
-    // Ctrl+C (SIGINT) and SIGTERM become a descriptor to wait on.
-    // Fix: lesson 2's handler cleared a flag that the main loop checked
-    // before each read; a signal landing between the check and the read was
-    // noticed only after the next line. Here both signals are blocked from
-    // the start: one that arrives stays pending, at any moment, and the
-    // signalfd(2) is readable for as long as one is pending. poll waits for
-    // it together with the keyboard and the socket, so there is no moment
-    // at which a signal can slip by. (One thread, so this thread's mask is
-    // the process's.)
+    // Fix: lesson 2 missed a signal landing between its flag check and its
+    // read. Blocked, SIGINT and SIGTERM stay pending, and the signalfd is
+    // readable while one is: poll waits for it with everything else.
     let stop_signals = SigSet::from_iter([Signal::SIGINT, Signal::SIGTERM]);
     stop_signals
         .thread_block()
@@ -65,14 +101,9 @@ fn run(args: &Args) -> Result<()> {
     // ANCHOR_END: signals
 
     // ANCHOR: socket
-    // 1. Create the UDP socket: datagrams (SOCK_DGRAM) in the address family
-    // of our address (AF_INET or AF_INET6). Protocol `None` is the C's 0:
-    // the only datagram protocol of IP, UDP.
-    // New: SOCK_NONBLOCK. poll may report a socket readable and a recvfrom
-    // then find nothing (select(2)'s BUGS: a datagram with a bad checksum is
-    // dropped after the wakeup). A blocking recvfrom would then hang the
-    // only thread; a non-blocking one fails with EAGAIN, and the loop waits
-    // again.
+    // 1. Create the UDP socket, in the address family of our address.
+    // New: SOCK_NONBLOCK, because poll's "readable" is a hint: a recvfrom
+    // that then finds nothing must fail with EAGAIN, not hang the thread.
     let family = match args.bind {
         SocketAddr::V4(_) => AddressFamily::Inet,
         SocketAddr::V6(_) => AddressFamily::Inet6,
@@ -107,7 +138,7 @@ fn run(args: &Args) -> Result<()> {
     // 4. The other peer's address: where every line we send goes.
     let peer_addr = SockaddrStorage::from(args.peer);
     println!("sending to {}", args.peer);
-    println!("start the peer with: {}", args.peer_command(bound));
+    println!("start the peer with: --bind {} --peer {bound}", args.peer);
     // ANCHOR_END: peer
 
     println!("Ready: type a message and press Enter to send it; 'quit' exits.");
@@ -116,8 +147,8 @@ fn run(args: &Args) -> Result<()> {
     event_loop(&fd, &signals, &peer_addr, args)?;
 
     // ANCHOR: close
-    // 6. Close the socket. Dropping the OwnedFd calls close(2); it would also
-    // happen on every early return above, which the C does by hand.
+    // 6. Close the socket: dropping the OwnedFd calls close(2), as it would
+    // on every early return above, which the C does by hand.
     drop(fd);
     println!("Socket closed. Bye.");
     // ANCHOR_END: close
@@ -134,14 +165,12 @@ fn event_loop(
     args: &Args,
 ) -> Result<()> {
     let stdin = std::io::stdin();
-    let mut typed = TypedLines::default();
+    let mut typed = LineReader::default();
     let mut buffer = vec![0u8; BUFFER_SIZE];
     prompt();
     loop {
-        // a. Sleep until at least one descriptor is ready. No timeout: no
-        // turns to take (lesson 1) and no flag to look at (lesson 2).
-        // POLLIN asks "would a read return at once?"; the kernel adds
-        // POLLHUP and POLLERR by itself.
+        // a. Sleep until a descriptor is ready: no timeout, no turns to take
+        // (lesson 1), no flag to look at (lesson 2).
         let mut fds = [
             PollFd::new(stdin.as_fd(), PollFlags::POLLIN),
             PollFd::new(fd.as_fd(), PollFlags::POLLIN),
@@ -149,8 +178,8 @@ fn event_loop(
         ];
         match poll(&mut fds, PollTimeout::NONE) {
             Ok(_) => {}
-            // No handler is installed, but a debugger or SIGCONT may still
-            // interrupt the wait: just wait again.
+            // Only a signal handler makes poll fail with EINTR (after Ctrl+Z
+            // and fg it is restarted); none is installed, but retrying is safe.
             Err(Errno::EINTR) => continue,
             Err(err) => return Err(err).context("cannot wait with poll"),
         }
@@ -174,9 +203,7 @@ fn event_loop(
             receive_one(fd, &mut buffer, args);
         }
 
-        // d. The keyboard has bytes, or the input ended (POLLHUP: the other
-        // end of a pipe closed). One read(2) takes what is there without
-        // waiting for the rest of a line.
+        // d. The keyboard has bytes, or the input ended (POLLHUP on a pipe).
         if !keyboard.is_empty() {
             typed
                 .read_available()
@@ -209,8 +236,8 @@ fn receive_one(fd: &OwnedFd, buffer: &mut [u8], args: &Args) {
     match socket::recvfrom::<SockaddrStorage>(fd.as_raw_fd(), buffer) {
         Ok((len, sender)) => {
             let sender = sender.as_ref().and_then(to_socket_addr);
-            // The original's TODO, as in lesson 2: recvfrom takes datagrams
-            // from anyone who knows our port, so the filter is ours to apply.
+            // The original's TODO, as in lesson 2: anyone who knows our port
+            // can send to it, so the filter is ours to apply.
             let from_peer = sender.is_some_and(|sender| same_endpoint(sender, args.peer));
             if !from_peer && !args.accept_any {
                 let sender =
@@ -222,16 +249,13 @@ fn receive_one(fd: &OwnedFd, buffer: &mut [u8], args: &Args) {
                 return;
             }
             let sender = sender.map_or_else(|| "unknown sender".into(), |addr| addr.to_string());
-            // Exactly `len` bytes: an empty datagram prints as empty, bytes
-            // that are not UTF-8 as U+FFFD.
+            // Exactly `len` bytes; bytes that are not UTF-8 print as U+FFFD.
             let text = String::from_utf8_lossy(&buffer[..len]);
             // The newline first: the prompt is probably on screen.
             println!("\n[from {sender}] {text}");
             prompt();
         }
-        // EAGAIN (also called EWOULDBLOCK): the readiness was spurious, or
-        // the datagram was dropped after poll saw it. Nothing is lost: there
-        // was nothing to read. Wait again.
+        // EAGAIN: the readiness was spurious; there was nothing to read.
         Err(Errno::EAGAIN | Errno::EINTR) => {}
         // An ICMP error reported on the socket is no reason to stop.
         Err(err) => eprintln!("warning: {err} reported on the socket; still receiving"),
@@ -243,17 +267,16 @@ fn receive_one(fd: &OwnedFd, buffer: &mut [u8], args: &Args) {
 /// Sends `message` to the peer as one datagram, and says how it went.
 fn send_message(fd: &OwnedFd, message: &[u8], peer_addr: &SockaddrStorage, peer: SocketAddr) {
     match socket::sendto(fd.as_raw_fd(), message, peer_addr, MsgFlags::empty()) {
-        // Success only means the datagram left: UDP has no acknowledgement,
-        // and an unconnected socket on Linux is not even told when nobody
-        // listens at the peer's port (the ICMP "port unreachable" is dropped).
+        // Sent only means the datagram left: UDP has no acknowledgement.
         Ok(sent) => println!("[sent {sent} bytes]"),
         Err(Errno::EMSGSIZE) => eprintln!(
-            "error: cannot send to {peer}: {}: a UDP datagram holds at most 65,507 bytes; the line has {}",
+            "error: cannot send to {peer}: {}: a UDP datagram holds at most {} bytes over {}; the line has {}",
             Errno::EMSGSIZE,
+            if peer.is_ipv4() { "65,507" } else { "65,527" },
+            if peer.is_ipv4() { "IPv4" } else { "IPv6" },
             message.len()
         ),
-        // The socket is non-blocking, so a full send buffer is EAGAIN
-        // rather than a wait. Said, never dropped in silence: type it again.
+        // Non-blocking: a full send buffer is EAGAIN, said, never silent.
         Err(Errno::EAGAIN) => eprintln!(
             "error: cannot send to {peer}: {}: the socket's send buffer is full; the line was not sent",
             Errno::EAGAIN
@@ -264,20 +287,16 @@ fn send_message(fd: &OwnedFd, message: &[u8], peer_addr: &SockaddrStorage, peer:
 }
 // ANCHOR_END: send
 
-// ANCHOR: typed_lines
-/// What was typed so far, cut into lines.
-///
-/// Not std's line reader: it reads until a whole line has come, and while
-/// it waited for the rest of a half-typed line, no datagram could be shown.
-/// Here each read(2) takes only what poll said is there, and the loop goes
-/// back to waiting with the half line kept.
+// ANCHOR: line_reader
+/// What was typed so far, cut into lines. Not std's line reader, which
+/// waits for a whole line while no datagram can be shown.
 #[derive(Default)]
-struct TypedLines {
+struct LineReader {
     pending: Vec<u8>,
     at_end: bool,
 }
 
-impl TypedLines {
+impl LineReader {
     /// One read(2) of descriptor 0. poll reported it ready, so this returns
     /// at once: with the bytes there, or 0 at the end of input.
     fn read_available(&mut self) -> nix::Result<()> {
@@ -288,29 +307,29 @@ impl TypedLines {
                 self.pending.extend_from_slice(&chunk[..read]);
                 Ok(())
             }
-            // Nothing there after all (someone made stdin non-blocking):
-            // wait again.
+            // Nothing there after all (someone made stdin non-blocking).
             Err(Errno::EAGAIN | Errno::EINTR) => Ok(()),
             Err(err) => Err(err),
         }
     }
 
-    /// The next whole line without its "\n" (or "\r\n"). At the end of
-    /// input, a last line without a newline is still a line: nothing typed
-    /// is lost. Raw bytes: text that is not UTF-8 is sent as typed.
+    /// The next whole line, without its line ending. At the end of input, a
+    /// last line without a newline is still a line: nothing typed is lost.
     fn next_line(&mut self) -> Option<Vec<u8>> {
         if let Some(newline) = self.pending.iter().position(|&byte| byte == b'\n') {
-            let mut line: Vec<u8> = self.pending.drain(..=newline).collect();
-            line.pop();
-            if line.last() == Some(&b'\r') {
-                line.pop();
-            }
-            return Some(line);
+            let line: Vec<u8> = self.pending.drain(..=newline).collect();
+            return Some(trim_newline(&line).to_vec());
         }
         (self.at_end && !self.pending.is_empty()).then(|| std::mem::take(&mut self.pending))
     }
 }
-// ANCHOR_END: typed_lines
+// ANCHOR_END: line_reader
+
+/// `line` without one trailing "\n", then one trailing "\r".
+fn trim_newline(line: &[u8]) -> &[u8] {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
 
 fn prompt() {
     print!("{PROMPT}");
@@ -318,8 +337,8 @@ fn prompt() {
     let _ = std::io::stdout().flush();
 }
 
-/// Whether `sender` is `peer`: same IP and port. (IPv6 flow labels and
-/// scope ids are not part of who sent it.)
+/// Whether `sender` is `peer`: same IP and port (IPv6 flow labels and scope
+/// ids are not part of who sent it).
 fn same_endpoint(sender: SocketAddr, peer: SocketAddr) -> bool {
     sender.ip() == peer.ip() && sender.port() == peer.port()
 }
