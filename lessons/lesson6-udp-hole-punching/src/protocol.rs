@@ -1,12 +1,9 @@
 //! The wire protocol of lesson 6: one message per datagram, as a short line
-//! of text that `tcpdump -A` or `nc -u` shows as it is.
-//!
-//! A peer talks to the rendezvous server to learn where the other peer is,
-//! then to the other peer directly. Source addresses can be forged, so two
-//! random numbers prove who speaks: the cookie the rendezvous hands each
-//! peer in `REGISTERED` (every later request carries it), and the session's
-//! token it hands both peers (every message between them carries it).
-//! The chapter lists the messages in a table; `parse` is their grammar.
+//! of text that `tcpdump -A` or `nc -u` shows as it is. Source addresses can
+//! be forged, so two random numbers prove who speaks: a peer's cookie, from
+//! `REGISTERED`, in its later requests; and the session's token in every
+//! message between the peers. The chapter lists the messages in a table
+//! ("The protocol"); `parse` is their grammar.
 
 use std::fmt;
 use std::io::Read;
@@ -235,13 +232,34 @@ pub fn parse(datagram: &[u8]) -> Result<Message, String> {
     let mut fields = line.split(' ');
     let kind = fields.next().unwrap_or_default();
     let fields: Vec<&str> = fields.collect();
-    let want = |count: usize| -> Result<(), String> {
-        if fields.len() == count {
-            Ok(())
-        } else {
-            Err(format!("{kind} takes {count} fields, not {}", fields.len()))
+    match kind {
+        "REGISTER" | "CONNECT" | "REGISTERED" | "WAITING" | "PEER" | "ERROR" => {
+            parse_rendezvous(kind, &fields)
         }
-    };
+        "PUNCH" | "PUNCH-ACK" | "KEEPALIVE" | "BYE" => {
+            want(kind, &fields, 3)?;
+            let (from, to, token) = (
+                parse_name(fields[0])?,
+                parse_name(fields[1])?,
+                hex64(fields[2], "token").map(Token)?,
+            );
+            Ok(match kind {
+                "PUNCH" => Message::Punch { from, to, token },
+                "PUNCH-ACK" => Message::PunchAck { from, to, token },
+                "KEEPALIVE" => Message::Keepalive { from, to, token },
+                _ => Message::Bye { from, to, token },
+            })
+        }
+        _ => Err(format!(
+            "unknown message kind {:?}",
+            preview(kind.as_bytes())
+        )),
+    }
+}
+
+/// The messages between a peer and the rendezvous.
+fn parse_rendezvous(kind: &str, fields: &[&str]) -> Result<Message, String> {
+    let cookie = |at: usize| hex64(fields[at], "cookie").map(Cookie);
     let message = match kind {
         "REGISTER" => {
             if !matches!(fields.len(), 2 | 3) {
@@ -250,37 +268,40 @@ pub fn parse(datagram: &[u8]) -> Result<Message, String> {
                     fields.len()
                 ));
             }
-            let cookie = fields.get(2).map(|text| hex64(text, "cookie").map(Cookie));
             Message::Register {
                 name: parse_name(fields[0])?,
                 private: endpoint(fields[1])?,
-                cookie: cookie.transpose()?,
+                cookie: if fields.len() == 3 {
+                    Some(cookie(2)?)
+                } else {
+                    None
+                },
             }
         }
         "CONNECT" => {
-            want(3)?;
+            want(kind, fields, 3)?;
             Message::Connect {
                 name: parse_name(fields[0])?,
                 peer: parse_name(fields[1])?,
-                cookie: hex64(fields[2], "cookie").map(Cookie)?,
+                cookie: cookie(2)?,
             }
         }
         "REGISTERED" => {
-            want(3)?;
+            want(kind, fields, 3)?;
             Message::Registered {
                 name: parse_name(fields[0])?,
                 public: endpoint(fields[1])?,
-                cookie: hex64(fields[2], "cookie").map(Cookie)?,
+                cookie: cookie(2)?,
             }
         }
         "WAITING" => {
-            want(1)?;
+            want(kind, fields, 1)?;
             Message::Waiting {
                 peer: parse_name(fields[0])?,
             }
         }
         "PEER" => {
-            want(4)?;
+            want(kind, fields, 4)?;
             Message::Peer {
                 peer: parse_name(fields[0])?,
                 public: endpoint(fields[1])?,
@@ -288,31 +309,20 @@ pub fn parse(datagram: &[u8]) -> Result<Message, String> {
                 token: hex64(fields[3], "token").map(Token)?,
             }
         }
-        "ERROR" => Message::Error {
+        _ => Message::Error {
             reason: fields.join(" "),
         },
-        "PUNCH" | "PUNCH-ACK" | "KEEPALIVE" | "BYE" => {
-            want(3)?;
-            let (from, to, token) = (
-                parse_name(fields[0])?,
-                parse_name(fields[1])?,
-                hex64(fields[2], "token").map(Token)?,
-            );
-            match kind {
-                "PUNCH" => Message::Punch { from, to, token },
-                "PUNCH-ACK" => Message::PunchAck { from, to, token },
-                "KEEPALIVE" => Message::Keepalive { from, to, token },
-                _ => Message::Bye { from, to, token },
-            }
-        }
-        _ => {
-            return Err(format!(
-                "unknown message kind {:?}",
-                preview(kind.as_bytes())
-            ));
-        }
     };
     Ok(message)
+}
+
+/// Checks that a message of `kind` has `count` fields.
+fn want(kind: &str, fields: &[&str], count: usize) -> Result<(), String> {
+    if fields.len() == count {
+        Ok(())
+    } else {
+        Err(format!("{kind} takes {count} fields, not {}", fields.len()))
+    }
 }
 
 fn endpoint(text: &str) -> Result<SocketAddr, String> {
@@ -347,11 +357,16 @@ pub fn preview(bytes: &[u8]) -> String {
 mod tests {
     use super::*;
 
+    const TOKEN: Token = Token(0x0123_4567_89ab_cdef);
+    const COOKIE: Cookie = Cookie(0xfedc_ba98_7654_3210);
+
+    fn names() -> (String, String) {
+        ("alice".to_owned(), "bob".to_owned())
+    }
+
     #[test]
-    fn every_message_survives_encode_and_parse() {
-        let token = Token(0x0123_4567_89ab_cdef);
-        let cookie = Cookie(0xfedc_ba98_7654_3210);
-        let (a, b) = ("alice".to_owned(), "bob".to_owned());
+    fn every_rendezvous_message_survives_encode_and_parse() {
+        let (a, b) = names();
         let messages = [
             Message::Register {
                 name: a.clone(),
@@ -361,33 +376,46 @@ mod tests {
             Message::Register {
                 name: a.clone(),
                 private: "[fd00::2]:55501".parse().unwrap(),
-                cookie: Some(cookie),
+                cookie: Some(COOKIE),
             },
             Message::Connect {
                 name: a.clone(),
                 peer: b.clone(),
-                cookie,
+                cookie: COOKIE,
             },
             Message::Registered {
                 name: a.clone(),
                 public: "[2001:db8::1]:4000".parse().unwrap(),
-                cookie,
+                cookie: COOKIE,
             },
             Message::Waiting { peer: b.clone() },
             Message::Peer {
                 peer: b.clone(),
                 public: "203.0.113.2:55501".parse().unwrap(),
                 private: "192.168.1.2:55501".parse().unwrap(),
-                token,
+                token: TOKEN,
             },
             Message::Error {
                 reason: "the name alice is taken".into(),
             },
-            Message::Punch {
-                from: a.clone(),
-                to: b.clone(),
-                token,
-            },
+        ];
+        for message in messages {
+            assert_eq!(parse(&message.encode()), Ok(message));
+        }
+        let connect = Message::Connect {
+            name: a,
+            peer: b,
+            cookie: COOKIE,
+        };
+        assert_eq!(connect.encode(), b"CONNECT alice bob fedcba9876543210");
+    }
+
+    #[test]
+    fn every_peer_message_survives_encode_and_parse() {
+        let (a, b) = names();
+        let (from, to, token) = (a.clone(), b.clone(), TOKEN);
+        let messages = [
+            Message::Punch { from, to, token },
             Message::PunchAck {
                 from: b.clone(),
                 to: a.clone(),
@@ -399,8 +427,8 @@ mod tests {
                 token,
             },
             Message::Bye {
-                from: a.clone(),
-                to: b.clone(),
+                from: a,
+                to: b,
                 token,
             },
             Message::Chat {
@@ -412,27 +440,10 @@ mod tests {
                 text: Vec::new(),
             },
         ];
+        assert_eq!(messages[0].encode(), b"PUNCH alice bob 0123456789abcdef");
         for message in messages {
             assert_eq!(parse(&message.encode()), Ok(message));
         }
-        assert_eq!(
-            Message::Punch {
-                from: a.clone(),
-                to: b.clone(),
-                token
-            }
-            .encode(),
-            b"PUNCH alice bob 0123456789abcdef"
-        );
-        assert_eq!(
-            Message::Connect {
-                name: a,
-                peer: b,
-                cookie
-            }
-            .encode(),
-            b"CONNECT alice bob fedcba9876543210"
-        );
     }
 
     #[test]

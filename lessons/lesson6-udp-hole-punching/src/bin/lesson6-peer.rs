@@ -1,14 +1,9 @@
 //! The peer of lesson 6: a UDP chat that finds its peer through a
 //! rendezvous server and punches through both NATs to reach it directly.
-//!
-//! Three phases, one socket, one thread:
-//! 1. `meet`: register with the rendezvous and learn the peer's public and
-//!    private endpoints (and the session's token).
-//! 2. `punch`: probe both endpoints until one answers. Each probe sent to
-//!    the peer's public endpoint also opens our own NAT for the peer's
-//!    probes: that is the hole.
-//! 3. `chat`: lesson 5's loop, `poll` on standard input, the socket and the
-//!    stop signals, plus keepalives that stop the NATs forgetting the hole.
+//! Three phases, one socket, one thread: `meet` learns the peer's endpoints
+//! from the rendezvous; `punch` probes them until one answers (each probe
+//! also opens our own NAT: the hole); `chat` is lesson 5's loop, plus
+//! keepalives that stop the NATs forgetting the hole.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -281,12 +276,9 @@ impl Endpoint {
 
 // ANCHOR: private_endpoint
 /// The endpoint the peer reports as private: our address on the local
-/// network and our port.
-///
-/// Bound to 0.0.0.0, the socket has no single address; the one the kernel
-/// would use toward the rendezvous is the one a neighbour on our LAN can
-/// reach. `connect` on a UDP socket sends nothing: it only picks the route
-/// and the source address, which `getsockname` then reads.
+/// network and our port. Bound to 0.0.0.0, the socket has no single
+/// address: `connect` on a second UDP socket (it sends nothing) picks the
+/// source address toward the rendezvous, and `getsockname` reads it.
 fn private_endpoint(bound: SocketAddr, rendezvous: SocketAddr) -> Result<SocketAddr> {
     if !bound.ip().is_unspecified() {
         return Ok(bound);

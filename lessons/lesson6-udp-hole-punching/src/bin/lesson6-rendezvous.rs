@@ -1,13 +1,9 @@
 //! The rendezvous server of lesson 6: where two peers behind NATs learn
-//! each other's endpoints.
-//!
-//! A peer cannot know its own public endpoint: its NAT rewrites the source
-//! of every datagram it sends. The server sees the rewritten source, so it
-//! records it next to the private endpoint the peer reports. When two peers
-//! have asked for each other, the server sends each one the other's two
-//! endpoints and a fresh token; from then on the peers talk directly. One
+//! each other's endpoints. It records the source of a peer's datagrams (its
+//! public endpoint, which the peer cannot know) next to the private one the
+//! peer reports, and introduces two peers that ask for each other. One
 //! socket, one thread: `poll` wakes the loop for a datagram or for the next
-//! sweep of expired registrations.
+//! sweep of expired registrations (the chapter, "The rendezvous server").
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -199,6 +195,8 @@ impl Rendezvous {
     /// Whether a request in `name`'s name is `name`'s own: it must come from
     /// its public endpoint *and* carry its cookie, which only that endpoint
     /// was sent. A forger can spoof the address, not read the answer.
+    // As TURN's NONCE (RFC 8656), the server picks it and requests echo it;
+    // STUN's transaction id (RFC 8489) is the mirror: the client picks it.
     fn check(&self, name: &str, cookie: Option<Cookie>, from: SocketAddr, request: &str) -> bool {
         let why = match self.peers.get(name) {
             None => format!("{name} is not registered"),
