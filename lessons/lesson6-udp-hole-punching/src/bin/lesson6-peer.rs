@@ -90,12 +90,22 @@ struct PeerInfo {
     token: Token,
 }
 
-/// The one socket, the stop signals (SIGINT, SIGTERM) as a descriptor, and
-/// a buffer that holds any datagram whole.
-struct Endpoint {
+/// The one UDP socket, the stop signals (SIGINT, SIGTERM) as a descriptor,
+/// and a buffer that holds any datagram whole.
+struct Socket {
     fd: OwnedFd,
     signals: SignalFd,
     buffer: Vec<u8>,
+}
+
+/// What waiting for a datagram brought.
+enum Arrival {
+    /// A datagram of this length, from this sender, is in the buffer.
+    Datagram(usize, SocketAddr),
+    /// The time ran out, or the readiness found nothing.
+    Nothing,
+    /// SIGINT or SIGTERM: stop.
+    Stop,
 }
 
 /// What one `poll` found ready.
@@ -131,21 +141,21 @@ fn run(args: &Args) -> Result<()> {
             args.name
         );
     }
-    let mut endpoint = Endpoint::open(args.bind)?;
-    let private = private_endpoint(endpoint.bound()?, args.rendezvous)?;
+    let mut sock = Socket::open(args.bind)?;
+    let private = private_endpoint(sock.bound()?, args.rendezvous)?;
     println!("private endpoint: {private}");
 
-    let Some(peer) = meet(&mut endpoint, args, private)? else {
+    let Some(peer) = meet(&mut sock, args, private)? else {
         return Ok(());
     };
-    let Some(session) = punch(&mut endpoint, args, peer, private)? else {
+    let Some(session) = punch(&mut sock, args, peer, private)? else {
         return Ok(());
     };
-    chat(&mut endpoint, args, session)
+    chat(&mut sock, args, session)
 }
 
-impl Endpoint {
-    fn open(bind: SocketAddr) -> Result<Endpoint> {
+impl Socket {
+    fn open(bind: SocketAddr) -> Result<Socket> {
         // ANCHOR: signals
         // Ctrl+C and SIGTERM become a descriptor that `poll` waits on, as in
         // lesson 5: blocked, a signal stays pending until we read it.
@@ -171,7 +181,7 @@ impl Endpoint {
             .with_context(|| format!("cannot bind UDP socket to {bind}"))?;
         // ANCHOR_END: socket
         let buffer = vec![0u8; 65_536];
-        Ok(Endpoint {
+        Ok(Socket {
             fd,
             signals,
             buffer,
@@ -233,18 +243,20 @@ impl Endpoint {
     }
     // ANCHOR_END: receive
 
-    /// Waits until `until` for a datagram: `Ok(None)` when a stop signal
-    /// came, `Ok(Some(None))` when the time ran out first.
-    fn next_datagram(&mut self, until: Instant) -> Result<Option<Option<(usize, SocketAddr)>>> {
+    /// Waits until `until` for a datagram or a stop signal.
+    fn next(&mut self, until: Instant) -> Result<Arrival> {
         let ready = self.wait(false, Some(until))?;
         if ready.stop {
             self.caught();
-            return Ok(None);
+            return Ok(Arrival::Stop);
         }
         if !ready.socket {
-            return Ok(Some(None));
+            return Ok(Arrival::Nothing);
         }
-        self.receive().map(Some)
+        Ok(match self.receive()? {
+            Some((len, from)) => Arrival::Datagram(len, from),
+            None => Arrival::Nothing,
+        })
     }
 
     /// Takes the pending stop signal and says so.
@@ -325,7 +337,7 @@ struct Meeting<'a> {
 
 /// Phase 1: registers and asks for the peer until the rendezvous sends the
 /// peer's endpoints; `None` when a stop signal came first.
-fn meet(endpoint: &mut Endpoint, args: &Args, private: SocketAddr) -> Result<Option<PeerInfo>> {
+fn meet(sock: &mut Socket, args: &Args, private: SocketAddr) -> Result<Option<PeerInfo>> {
     let start = Instant::now();
     let give_up = start + Duration::from_millis(args.wait_ms);
     let mut meeting = Meeting {
@@ -337,14 +349,13 @@ fn meet(endpoint: &mut Endpoint, args: &Args, private: SocketAddr) -> Result<Opt
     };
     loop {
         if Instant::now() >= meeting.next_send {
-            meeting.send_request(endpoint);
+            meeting.send_request(sock);
         }
         meeting.check_time(give_up)?;
-        let Some(received) = endpoint.next_datagram(meeting.next_send.min(give_up))? else {
-            return Ok(None);
-        };
-        let Some((len, from)) = received else {
-            continue;
+        let (len, from) = match sock.next(meeting.next_send.min(give_up))? {
+            Arrival::Datagram(len, from) => (len, from),
+            Arrival::Nothing => continue,
+            Arrival::Stop => return Ok(None),
         };
         if from != args.rendezvous {
             eprintln!(
@@ -354,7 +365,7 @@ fn meet(endpoint: &mut Endpoint, args: &Args, private: SocketAddr) -> Result<Opt
             continue;
         }
         meeting.last_heard = Instant::now();
-        if let Some(peer) = meeting.answer(endpoint, &endpoint.buffer[..len])? {
+        if let Some(peer) = meeting.answer(sock, &sock.buffer[..len])? {
             return Ok(Some(peer));
         }
     }
@@ -362,7 +373,7 @@ fn meet(endpoint: &mut Endpoint, args: &Args, private: SocketAddr) -> Result<Opt
 
 impl Meeting<'_> {
     /// The request of this stage, sent now, and the time of the next one.
-    fn send_request(&mut self, endpoint: &Endpoint) {
+    fn send_request(&mut self, sock: &Socket) {
         let register = |cookie| Message::Register {
             name: self.args.name.clone(),
             private: self.private,
@@ -373,7 +384,7 @@ impl Meeting<'_> {
             Stage::Connect(cookie) => (self.connect(cookie), RETRY),
             Stage::Waiting(cookie) => (register(Some(cookie)), REFRESH),
         };
-        endpoint.send(&request, self.args.rendezvous);
+        sock.send(&request, self.args.rendezvous);
         self.next_send = Instant::now() + every;
     }
 
@@ -409,7 +420,7 @@ impl Meeting<'_> {
 
     /// One answer from the rendezvous: the peer's endpoints at last, or a
     /// step of the meeting.
-    fn answer(&mut self, endpoint: &Endpoint, datagram: &[u8]) -> Result<Option<PeerInfo>> {
+    fn answer(&mut self, sock: &Socket, datagram: &[u8]) -> Result<Option<PeerInfo>> {
         let args = self.args;
         match protocol::parse(datagram) {
             Ok(Message::Registered { public, cookie, .. }) => {
@@ -424,7 +435,7 @@ impl Meeting<'_> {
                     Stage::Connect(_) => Stage::Connect(cookie),
                     Stage::Waiting(_) => Stage::Waiting(cookie),
                 };
-                endpoint.send(&self.connect(cookie), args.rendezvous);
+                sock.send(&self.connect(cookie), args.rendezvous);
             }
             Ok(Message::Waiting { peer }) if peer == args.peer_name => {
                 if let Stage::Connect(cookie) = self.stage {
@@ -475,7 +486,7 @@ struct Session {
 /// Phase 2: probes the peer's endpoints until a probe or an answer with
 /// the session's token arrives; `None` when a stop signal came first.
 fn punch(
-    endpoint: &mut Endpoint,
+    sock: &mut Socket,
     args: &Args,
     peer: PeerInfo,
     own: SocketAddr,
@@ -497,17 +508,16 @@ fn punch(
         }
         if now >= next_probe {
             for &to in &endpoints {
-                endpoint.send(&probe, to);
+                sock.send(&probe, to);
             }
             next_probe = now + PROBE_INTERVAL;
         }
-        let Some(received) = endpoint.next_datagram(next_probe.min(give_up))? else {
-            return Ok(None);
+        let (len, from) = match sock.next(next_probe.min(give_up))? {
+            Arrival::Datagram(len, from) => (len, from),
+            Arrival::Nothing => continue,
+            Arrival::Stop => return Ok(None),
         };
-        let Some((len, from)) = received else {
-            continue;
-        };
-        let datagram = &endpoint.buffer[..len];
+        let datagram = &sock.buffer[..len];
         match punch_reply(args, &peer, datagram, from, &mut own_probe_seen) {
             Some(Reply::Ack) => {
                 let ack = Message::PunchAck {
@@ -515,7 +525,7 @@ fn punch(
                     to: peer.name.clone(),
                     token: peer.token,
                 };
-                endpoint.send(&ack, from);
+                sock.send(&ack, from);
                 return Ok(Some(found(peer, from, false)));
             }
             Some(Reply::Found) => return Ok(Some(found(peer, from, true))),
@@ -627,9 +637,10 @@ fn no_answer(args: &Args, peer: &PeerInfo, endpoints: &[SocketAddr]) -> String {
         .collect();
     format!(
         "no answer from {} within {} at {}. The rendezvous reached us both, so UDP gets through. \
-         Likely: a NAT that maps each destination to a new port (endpoint-dependent mapping, a \
-         \"symmetric NAT\") facing a NAT that filters by address and port; or {} left, or the \
-         probes were lost. Peers behind such NATs need a relay (TURN)",
+         Likely: one NAT gives each destination a new port (address and port-dependent mapping, \
+         a \"symmetric NAT\") and the other admits only the endpoints it sent to (address and \
+         port-dependent filtering); or {} left, or the probes were lost. Such peers need a relay \
+         (TURN)",
         peer.name,
         show_ms(args.punch_timeout_ms),
         tried.join(" or "),
@@ -658,20 +669,20 @@ fn found(peer: PeerInfo, path: SocketAddr, peer_knows: bool) -> Session {
 // ANCHOR: chat
 /// Phase 3: the chat. One `poll` waits for a line typed, a datagram, a
 /// stop signal, or the time of the next keepalive, whichever comes first.
-fn chat(endpoint: &mut Endpoint, args: &Args, mut session: Session) -> Result<()> {
+fn chat(sock: &mut Socket, args: &Args, mut session: Session) -> Result<()> {
     println!("Ready: type a message and press Enter to send it; 'quit' exits.");
     prompt();
     let keepalive = (args.keepalive_ms > 0).then(|| Duration::from_millis(args.keepalive_ms));
     let mut last_sent = Instant::now();
     let mut typed = LineReader::default();
     loop {
-        let ready = endpoint.wait(true, keepalive.map(|every| last_sent + every))?;
+        let ready = sock.wait(true, keepalive.map(|every| last_sent + every))?;
         if ready.stop {
-            endpoint.caught();
-            session.say_bye(endpoint, args);
+            sock.caught();
+            session.say_bye(sock, args);
             return Ok(());
         }
-        if ready.socket && session.receive(endpoint, args)? == Heard::PeerLeft {
+        if ready.socket && session.receive(sock, args)? == Heard::PeerLeft {
             return Ok(());
         }
         if ready.input {
@@ -681,11 +692,11 @@ fn chat(endpoint: &mut Endpoint, args: &Args, mut session: Session) -> Result<()
             while let Some(line) = typed.next_line() {
                 if line == b"quit" {
                     println!("[main] quitting...");
-                    session.say_bye(endpoint, args);
+                    session.say_bye(sock, args);
                     return Ok(());
                 }
                 if !line.is_empty() {
-                    session.send_chat(endpoint, &line);
+                    session.send_chat(sock, &line);
                     last_sent = Instant::now();
                 }
                 if !typed.at_end {
@@ -694,7 +705,7 @@ fn chat(endpoint: &mut Endpoint, args: &Args, mut session: Session) -> Result<()
             }
             if typed.at_end {
                 println!("\n[main] end of input, quitting...");
-                session.say_bye(endpoint, args);
+                session.say_bye(sock, args);
                 return Ok(());
             }
         }
@@ -710,7 +721,7 @@ fn chat(endpoint: &mut Endpoint, args: &Args, mut session: Session) -> Result<()
                 to: session.peer.name.clone(),
                 token: session.peer.token,
             };
-            endpoint.send(&message, session.path);
+            sock.send(&message, session.path);
             last_sent = Instant::now();
         }
         // ANCHOR_END: keepalive
@@ -730,15 +741,15 @@ enum Heard {
 impl Session {
     // ANCHOR: receive_chat
     /// Handles one datagram during the chat.
-    fn receive(&mut self, endpoint: &mut Endpoint, args: &Args) -> Result<Heard> {
-        let Some((len, from)) = endpoint.receive()? else {
+    fn receive(&mut self, sock: &mut Socket, args: &Args) -> Result<Heard> {
+        let Some((len, from)) = sock.receive()? else {
             return Ok(Heard::Chatting);
         };
         let peer = &self.peer;
         // The peer's datagrams come from one of its endpoints; the token is
         // what proves they are its own.
         let from_peer = from == self.path || from == peer.public || from == peer.private;
-        let message = protocol::parse(&endpoint.buffer[..len]);
+        let message = protocol::parse(&sock.buffer[..len]);
         match message {
             Ok(Message::Chat { token, text }) if from_peer && token == peer.token => {
                 self.peer_knows = true;
@@ -767,7 +778,7 @@ impl Session {
                         to: peer.name.clone(),
                         token: peer.token,
                     };
-                    endpoint.send(&ack, from);
+                    sock.send(&ack, from);
                 }
             }
             Ok(Message::Bye {
@@ -788,14 +799,14 @@ impl Session {
 
     // ANCHOR: send_chat
     /// Sends one typed line to the peer; reports only failures.
-    fn send_chat(&self, endpoint: &Endpoint, line: &[u8]) {
+    fn send_chat(&self, sock: &Socket, line: &[u8]) {
         let message = Message::Chat {
             token: self.peer.token,
             text: line.to_vec(),
         };
         let datagram = message.encode();
         let to = SockaddrStorage::from(self.path);
-        match socket::sendto(endpoint.fd.as_raw_fd(), &datagram, &to, MsgFlags::empty()) {
+        match socket::sendto(sock.fd.as_raw_fd(), &datagram, &to, MsgFlags::empty()) {
             Ok(_) => {}
             Err(Errno::EMSGSIZE) => eprintln!(
                 "error: cannot send to {}: {}: a UDP datagram holds at most {} bytes over {}; the line has {} and the header {} more; nothing was sent",
@@ -819,13 +830,13 @@ impl Session {
     }
     // ANCHOR_END: send_chat
 
-    fn say_bye(&self, endpoint: &Endpoint, args: &Args) {
+    fn say_bye(&self, sock: &Socket, args: &Args) {
         let bye = Message::Bye {
             from: args.name.clone(),
             to: self.peer.name.clone(),
             token: self.peer.token,
         };
-        endpoint.send(&bye, self.path);
+        sock.send(&bye, self.path);
     }
 }
 
