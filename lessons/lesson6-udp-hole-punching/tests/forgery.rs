@@ -151,6 +151,44 @@ impl Mallory {
     }
 }
 
+/// What mallory sends from alice's address, and what the rendezvous logs
+/// for it: with her own cookie, a guess, none at all (the request as the
+/// protocol was before cookies), and a REGISTER with her endpoint.
+fn forgeries(cookie: Cookie) -> Vec<(String, &'static str)> {
+    let mallory = format!("{MALLORY_IP}:{MALLORY_PORT}");
+    vec![
+        (format!("CONNECT alice mallory {cookie}"), "wrong cookie"),
+        (
+            "CONNECT alice mallory 0123456789abcdef".into(),
+            "wrong cookie",
+        ),
+        ("CONNECT alice mallory".into(), "CONNECT takes 3 fields"),
+        (format!("REGISTER alice {mallory}"), "no cookie"),
+        (format!("REGISTER alice {mallory} {cookie}"), "wrong cookie"),
+    ]
+}
+
+/// bob comes and learns alice's true endpoints; alice meets him, then
+/// quits.
+fn bob_meets_the_real_alice(lab: &Lab, alice: &mut Running) {
+    let mut bob = start_peer(lab, "bob", "bob", "alice");
+    bob.expect_stdout_line(&format!(
+        "alice is at public {}, private {}",
+        SocketAddrV4::new(ROUTER1_WAN, PEER_PORT),
+        SocketAddrV4::new(ALICE, PEER_PORT)
+    ));
+    alice.expect_stdout_line(&format!(
+        "path: public {}: talking to bob directly",
+        SocketAddrV4::new(ROUTER2_WAN, PEER_PORT)
+    ));
+    bob.expect_stdout(PROMPT);
+    alice.expect_stdout(PROMPT);
+    alice.type_line("quit");
+    assert!(alice.wait_exit().success(), "{}", alice.describe());
+    bob.expect_stdout_line("alice left the chat; bye.");
+    assert!(bob.wait_exit().success(), "{}", bob.describe());
+}
+
 /// The attack of issue 14, against the real rendezvous and a real alice
 /// behind router1: mallory asks for alice, then, from alice's public
 /// endpoint, asks for mallory in alice's name and registers alice again
@@ -172,21 +210,7 @@ fn forged_requests_from_alices_address_reach_nothing_and_change_nothing() {
     let mallory = Mallory::new(&lab);
     let cookie = mallory.register_and_ask_for_alice();
     server.expect_stdout_line("mallory asks for alice");
-    // Her own cookie, a guess, none at all (the old protocol's request).
-    let mallory_endpoint = format!("{MALLORY_IP}:{MALLORY_PORT}");
-    let forgeries = [
-        (format!("CONNECT alice mallory {cookie}"), "wrong cookie"),
-        (
-            "CONNECT alice mallory 0123456789abcdef".into(),
-            "wrong cookie",
-        ),
-        ("CONNECT alice mallory".into(), "CONNECT takes 3 fields"),
-        (format!("REGISTER alice {mallory_endpoint}"), "no cookie"),
-        (
-            format!("REGISTER alice {mallory_endpoint} {cookie}"),
-            "wrong cookie",
-        ),
-    ];
+    let forgeries = forgeries(cookie);
     for (forgery, _) in &forgeries {
         mallory.forge(alice_public, forgery.as_bytes());
     }
@@ -215,22 +239,7 @@ fn forged_requests_from_alices_address_reach_nothing_and_change_nothing() {
         );
     }
 
-    // bob comes and learns alice's true endpoints; alice meets bob.
-    let mut bob = start_peer(&lab, "bob", "bob", "alice");
-    bob.expect_stdout_line(&format!(
-        "alice is at public {alice_public}, private {}",
-        SocketAddrV4::new(ALICE, PEER_PORT)
-    ));
-    alice.expect_stdout_line(&format!(
-        "path: public {}: talking to bob directly",
-        SocketAddrV4::new(ROUTER2_WAN, PEER_PORT)
-    ));
-    bob.expect_stdout(PROMPT);
-    alice.expect_stdout(PROMPT);
-    alice.type_line("quit");
-    assert!(alice.wait_exit().success(), "{}", alice.describe());
-    bob.expect_stdout_line("alice left the chat; bye.");
-    assert!(bob.wait_exit().success(), "{}", bob.describe());
+    bob_meets_the_real_alice(&lab, &mut alice);
     assert!(alice.stderr().is_empty(), "{}", alice.describe());
     let heard = mallory.receive_for(Duration::from_millis(300));
     assert!(
