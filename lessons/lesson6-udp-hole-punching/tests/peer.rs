@@ -250,7 +250,17 @@ fn ignores_its_own_probe_and_a_strangers_probe() {
             token: bob.token
         }
     );
-    // In the chat, a stranger's message is dropped with a warning.
+    chat_drops_a_strangers_message(&alice, alice_addr, &bob, &stranger);
+}
+
+/// In the chat, a stranger's message is dropped with a warning, even with
+/// the token; bob's arrives.
+fn chat_drops_a_strangers_message(
+    alice: &Running,
+    alice_addr: SocketAddr,
+    bob: &FakeBob,
+    stranger: &Speaker,
+) {
     alice.expect_stdout(PROMPT);
     stranger.send(
         &Message::Chat {
