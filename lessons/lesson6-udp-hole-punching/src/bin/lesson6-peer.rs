@@ -155,6 +155,7 @@ fn run(args: &Args) -> Result<()> {
 }
 
 impl Socket {
+    /// Turns the stop signals into a descriptor, and binds the socket.
     fn open(bind: SocketAddr) -> Result<Socket> {
         // ANCHOR: signals
         // Ctrl+C and SIGTERM become a descriptor that `poll` waits on, as in
