@@ -1,39 +1,60 @@
 //! The wire protocol of lesson 6: one message per datagram, as a short line
-//! of text that `tcpdump -A` or `nc -u` shows as it is.
-//!
-//! A peer talks to the rendezvous server to learn where the other peer is,
-//! then to the other peer directly. Every message names who sends it, and
-//! every message between peers carries the session's token, a random number
-//! the rendezvous hands to both peers: a datagram that lacks it is not from
-//! the peer, whatever its source address says. The chapter lists the
-//! messages in a table; `parse` is their grammar.
+//! of text that `tcpdump -A` or `nc -u` shows as it is. Source addresses can
+//! be forged, so two random numbers prove who speaks: a peer's cookie, from
+//! `REGISTERED`, in its later requests; and the session's token in every
+//! message between the peers. The chapter lists the messages in a table
+//! ("The protocol"); `parse` is their grammar.
 
 use std::fmt;
 use std::io::Read;
 use std::net::SocketAddr;
 
 /// The longest request the rendezvous accepts. Its longest message, a
-/// REGISTER with a 32-byte name and an IPv6 endpoint, is under 100 bytes;
-/// anything much longer is not from a peer of this lesson.
+/// REGISTER with a 32-byte name, an IPv6 endpoint and a cookie, is under
+/// 120 bytes; anything much longer is not from a peer of this lesson.
 pub const MAX_REQUEST: usize = 512;
 
 /// The longest peer name; names are ASCII letters, digits, `-`, `_`, `.`.
 pub const MAX_NAME: usize = 32;
 
-/// A 64-bit random number, written as 16 hex digits.
+/// The session's token: a 64-bit random number, written as 16 hex digits,
+/// that the rendezvous gives both peers of a pair.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub struct Token(pub u64);
+
+/// A registration's cookie: a 64-bit random number, written as 16 hex
+/// digits, that the rendezvous sends only to the peer's public endpoint.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct Cookie(pub u64);
+
+/// 64 bits from the kernel's random source.
+fn random_u64() -> std::io::Result<u64> {
+    let mut bytes = [0u8; 8];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(u64::from_ne_bytes(bytes))
+}
 
 impl Token {
     /// A fresh token from the kernel's random source.
     pub fn random() -> std::io::Result<Token> {
-        let mut bytes = [0u8; 8];
-        std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
-        Ok(Token(u64::from_ne_bytes(bytes)))
+        random_u64().map(Token)
+    }
+}
+
+impl Cookie {
+    /// A fresh cookie from the kernel's random source.
+    pub fn random() -> std::io::Result<Cookie> {
+        random_u64().map(Cookie)
     }
 }
 
 impl fmt::Display for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+impl fmt::Display for Cookie {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:016x}", self.0)
     }
@@ -62,16 +83,30 @@ pub fn parse_name(name: &str) -> Result<String, String> {
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum Message {
     // Peer to rendezvous.
-    /// `REGISTER <name> <private>`: "I am `name`, and my socket is bound
-    /// to `private` on my own network". The rendezvous adds what it alone
-    /// can see: the public address the datagram came from.
-    Register { name: String, private: SocketAddr },
-    /// `CONNECT <name> <peer>`: "`name` wants to talk to `peer`".
-    Connect { name: String, peer: String },
+    /// `REGISTER <name> <private> [<cookie>]`: "I am `name`, and my socket
+    /// is bound to `private` on my own network". The rendezvous adds what
+    /// it alone can see: the public address the datagram came from. The
+    /// first REGISTER has no cookie; a refresh carries the one it got.
+    Register {
+        name: String,
+        private: SocketAddr,
+        cookie: Option<Cookie>,
+    },
+    /// `CONNECT <name> <peer> <cookie>`: "`name` wants to talk to `peer`".
+    Connect {
+        name: String,
+        peer: String,
+        cookie: Cookie,
+    },
 
     // Rendezvous to peer.
-    /// `REGISTERED <name> <public>`: the public endpoint the rendezvous saw.
-    Registered { name: String, public: SocketAddr },
+    /// `REGISTERED <name> <public> <cookie>`: the public endpoint the
+    /// rendezvous saw, and the cookie that later requests must carry.
+    Registered {
+        name: String,
+        public: SocketAddr,
+        cookie: Cookie,
+    },
     /// `WAITING <peer>`: `peer` has not asked for you (yet).
     Waiting { peer: String },
     /// `PEER <peer> <public> <private> <token>`: both asked for each other;
@@ -121,9 +156,22 @@ impl Message {
     /// The message as it goes on the wire.
     pub fn encode(&self) -> Vec<u8> {
         let line = match self {
-            Message::Register { name, private } => format!("REGISTER {name} {private}"),
-            Message::Connect { name, peer } => format!("CONNECT {name} {peer}"),
-            Message::Registered { name, public } => format!("REGISTERED {name} {public}"),
+            Message::Register {
+                name,
+                private,
+                cookie: None,
+            } => format!("REGISTER {name} {private}"),
+            Message::Register {
+                name,
+                private,
+                cookie: Some(cookie),
+            } => format!("REGISTER {name} {private} {cookie}"),
+            Message::Connect { name, peer, cookie } => format!("CONNECT {name} {peer} {cookie}"),
+            Message::Registered {
+                name,
+                public,
+                cookie,
+            } => format!("REGISTERED {name} {public} {cookie}"),
             Message::Waiting { peer } => format!("WAITING {peer}"),
             Message::Peer {
                 peer,
@@ -170,7 +218,7 @@ pub fn parse(datagram: &[u8]) -> Result<Message, String> {
     if let Some(rest) = datagram.strip_prefix(b"MSG ") {
         let header = rest.get(..16).ok_or("MSG without a token")?;
         let header = std::str::from_utf8(header).map_err(|_| "MSG token is not hex")?;
-        let token = token(header)?;
+        let token = hex64(header, "token").map(Token)?;
         let text = rest
             .get(16..)
             .and_then(|after| after.strip_prefix(b" "))
@@ -184,75 +232,97 @@ pub fn parse(datagram: &[u8]) -> Result<Message, String> {
     let mut fields = line.split(' ');
     let kind = fields.next().unwrap_or_default();
     let fields: Vec<&str> = fields.collect();
-    let want = |count: usize| -> Result<(), String> {
-        if fields.len() == count {
-            Ok(())
-        } else {
-            Err(format!("{kind} takes {count} fields, not {}", fields.len()))
+    match kind {
+        "REGISTER" | "CONNECT" | "REGISTERED" | "WAITING" | "PEER" | "ERROR" => {
+            parse_rendezvous(kind, &fields)
         }
-    };
+        "PUNCH" | "PUNCH-ACK" | "KEEPALIVE" | "BYE" => {
+            want(kind, &fields, 3)?;
+            let (from, to, token) = (
+                parse_name(fields[0])?,
+                parse_name(fields[1])?,
+                hex64(fields[2], "token").map(Token)?,
+            );
+            Ok(match kind {
+                "PUNCH" => Message::Punch { from, to, token },
+                "PUNCH-ACK" => Message::PunchAck { from, to, token },
+                "KEEPALIVE" => Message::Keepalive { from, to, token },
+                _ => Message::Bye { from, to, token },
+            })
+        }
+        _ => Err(format!(
+            "unknown message kind {:?}",
+            preview(kind.as_bytes())
+        )),
+    }
+}
+
+/// The messages between a peer and the rendezvous.
+fn parse_rendezvous(kind: &str, fields: &[&str]) -> Result<Message, String> {
+    let cookie = |at: usize| hex64(fields[at], "cookie").map(Cookie);
     let message = match kind {
         "REGISTER" => {
-            want(2)?;
+            if !matches!(fields.len(), 2 | 3) {
+                return Err(format!(
+                    "REGISTER takes 2 or 3 fields, not {}",
+                    fields.len()
+                ));
+            }
             Message::Register {
                 name: parse_name(fields[0])?,
                 private: endpoint(fields[1])?,
+                cookie: if fields.len() == 3 {
+                    Some(cookie(2)?)
+                } else {
+                    None
+                },
             }
         }
         "CONNECT" => {
-            want(2)?;
+            want(kind, fields, 3)?;
             Message::Connect {
                 name: parse_name(fields[0])?,
                 peer: parse_name(fields[1])?,
+                cookie: cookie(2)?,
             }
         }
         "REGISTERED" => {
-            want(2)?;
+            want(kind, fields, 3)?;
             Message::Registered {
                 name: parse_name(fields[0])?,
                 public: endpoint(fields[1])?,
+                cookie: cookie(2)?,
             }
         }
         "WAITING" => {
-            want(1)?;
+            want(kind, fields, 1)?;
             Message::Waiting {
                 peer: parse_name(fields[0])?,
             }
         }
         "PEER" => {
-            want(4)?;
+            want(kind, fields, 4)?;
             Message::Peer {
                 peer: parse_name(fields[0])?,
                 public: endpoint(fields[1])?,
                 private: endpoint(fields[2])?,
-                token: token(fields[3])?,
+                token: hex64(fields[3], "token").map(Token)?,
             }
         }
-        "ERROR" => Message::Error {
+        _ => Message::Error {
             reason: fields.join(" "),
         },
-        "PUNCH" | "PUNCH-ACK" | "KEEPALIVE" | "BYE" => {
-            want(3)?;
-            let (from, to, token) = (
-                parse_name(fields[0])?,
-                parse_name(fields[1])?,
-                token(fields[2])?,
-            );
-            match kind {
-                "PUNCH" => Message::Punch { from, to, token },
-                "PUNCH-ACK" => Message::PunchAck { from, to, token },
-                "KEEPALIVE" => Message::Keepalive { from, to, token },
-                _ => Message::Bye { from, to, token },
-            }
-        }
-        _ => {
-            return Err(format!(
-                "unknown message kind {:?}",
-                preview(kind.as_bytes())
-            ));
-        }
     };
     Ok(message)
+}
+
+/// Checks that a message of `kind` has `count` fields.
+fn want(kind: &str, fields: &[&str], count: usize) -> Result<(), String> {
+    if fields.len() == count {
+        Ok(())
+    } else {
+        Err(format!("{kind} takes {count} fields, not {}", fields.len()))
+    }
 }
 
 fn endpoint(text: &str) -> Result<SocketAddr, String> {
@@ -260,16 +330,16 @@ fn endpoint(text: &str) -> Result<SocketAddr, String> {
         .map_err(|_| format!("{:?} is not an IP:PORT endpoint", preview(text.as_bytes())))
 }
 
-fn token(text: &str) -> Result<Token, String> {
+/// A token or cookie (`what`): exactly 16 hex digits.
+fn hex64(text: &str, what: &str) -> Result<u64, String> {
     if text.len() != 16 {
         return Err(format!(
-            "a token has 16 hex digits, not {:?}",
+            "a {what} has 16 hex digits, not {:?}",
             preview(text.as_bytes())
         ));
     }
     u64::from_str_radix(text, 16)
-        .map(Token)
-        .map_err(|_| format!("{:?} is not a hex token", preview(text.as_bytes())))
+        .map_err(|_| format!("{:?} is not a hex {what}", preview(text.as_bytes())))
 }
 
 /// At most the first 40 bytes of `bytes`, escaped, for a log line about a
@@ -287,38 +357,65 @@ pub fn preview(bytes: &[u8]) -> String {
 mod tests {
     use super::*;
 
+    const TOKEN: Token = Token(0x0123_4567_89ab_cdef);
+    const COOKIE: Cookie = Cookie(0xfedc_ba98_7654_3210);
+
+    fn names() -> (String, String) {
+        ("alice".to_owned(), "bob".to_owned())
+    }
+
     #[test]
-    fn every_message_survives_encode_and_parse() {
-        let token = Token(0x0123_4567_89ab_cdef);
-        let (a, b) = ("alice".to_owned(), "bob".to_owned());
+    fn every_rendezvous_message_survives_encode_and_parse() {
+        let (a, b) = names();
         let messages = [
             Message::Register {
                 name: a.clone(),
                 private: "192.168.1.2:55501".parse().unwrap(),
+                cookie: None,
+            },
+            Message::Register {
+                name: a.clone(),
+                private: "[fd00::2]:55501".parse().unwrap(),
+                cookie: Some(COOKIE),
             },
             Message::Connect {
                 name: a.clone(),
                 peer: b.clone(),
+                cookie: COOKIE,
             },
             Message::Registered {
                 name: a.clone(),
                 public: "[2001:db8::1]:4000".parse().unwrap(),
+                cookie: COOKIE,
             },
             Message::Waiting { peer: b.clone() },
             Message::Peer {
                 peer: b.clone(),
                 public: "203.0.113.2:55501".parse().unwrap(),
                 private: "192.168.1.2:55501".parse().unwrap(),
-                token,
+                token: TOKEN,
             },
             Message::Error {
                 reason: "the name alice is taken".into(),
             },
-            Message::Punch {
-                from: a.clone(),
-                to: b.clone(),
-                token,
-            },
+        ];
+        for message in messages {
+            assert_eq!(parse(&message.encode()), Ok(message));
+        }
+        let connect = Message::Connect {
+            name: a,
+            peer: b,
+            cookie: COOKIE,
+        };
+        assert_eq!(connect.encode(), b"CONNECT alice bob fedcba9876543210");
+    }
+
+    #[test]
+    fn every_peer_message_survives_encode_and_parse() {
+        let (a, b) = names();
+        let (from, to, token) = (a.clone(), b.clone(), TOKEN);
+        let messages = [
+            Message::Punch { from, to, token },
             Message::PunchAck {
                 from: b.clone(),
                 to: a.clone(),
@@ -330,8 +427,8 @@ mod tests {
                 token,
             },
             Message::Bye {
-                from: a.clone(),
-                to: b.clone(),
+                from: a,
+                to: b,
                 token,
             },
             Message::Chat {
@@ -343,18 +440,10 @@ mod tests {
                 text: Vec::new(),
             },
         ];
+        assert_eq!(messages[0].encode(), b"PUNCH alice bob 0123456789abcdef");
         for message in messages {
             assert_eq!(parse(&message.encode()), Ok(message));
         }
-        assert_eq!(
-            Message::Punch {
-                from: a,
-                to: b,
-                token
-            }
-            .encode(),
-            b"PUNCH alice bob 0123456789abcdef"
-        );
     }
 
     #[test]
@@ -362,11 +451,24 @@ mod tests {
         for (datagram, reason) in [
             (&b""[..], "unknown message kind"),
             (b"HELLO", "unknown message kind"),
-            (b"REGISTER alice", "REGISTER takes 2 fields, not 1"),
+            (b"REGISTER alice", "REGISTER takes 2 or 3 fields, not 1"),
             (b"REGISTER alice 10.0.0.1", "not an IP:PORT"),
-            (b"REGISTER al ice 10.0.0.1:5", "takes 2 fields"),
+            (
+                b"REGISTER al ice 10.0.0.1:5 0123456789abcdef",
+                "takes 2 or 3 fields",
+            ),
+            (
+                b"REGISTER alice 10.0.0.1:5 12",
+                "a cookie has 16 hex digits",
+            ),
             (b"REGISTER al\xffice 10.0.0.1:5", "not UTF-8"),
-            (b"CONNECT alice bob\n", "not allowed in a name"),
+            (b"CONNECT alice bob", "CONNECT takes 3 fields, not 2"),
+            (
+                b"CONNECT alice bob\n 0123456789abcdef",
+                "not allowed in a name",
+            ),
+            (b"CONNECT alice bob 0123456789abcdeg", "not a hex cookie"),
+            (b"REGISTERED alice 10.0.0.1:5", "REGISTERED takes 3 fields"),
             (b"PUNCH alice bob 12", "16 hex digits"),
             (b"PUNCH alice bob 0123456789abcdeg", "not a hex token"),
             (b"MSG 0123", "MSG without a token"),

@@ -337,18 +337,22 @@ fn hex_dump_bytes(dump: &str) -> Vec<u8> {
 }
 
 /// The UDP payload of an IPv4 packet, as text, the token replaced by
-/// `<token>`.
+/// `<token>` and a registration's cookie by `<cookie>`.
 fn payload_text(packet: &[u8]) -> String {
     let header = usize::from(packet.first().copied().unwrap_or(0) & 0x0f) * 4;
     let payload = packet.get(header + 8..).unwrap_or_default();
-    String::from_utf8_lossy(payload)
-        .split(' ')
+    let text = String::from_utf8_lossy(payload);
+    let secret = match text.split(' ').next() {
+        Some("REGISTER" | "REGISTERED" | "CONNECT") => "<cookie>",
+        _ => "<token>",
+    };
+    text.split(' ')
         .map(|word| {
             if word.len() >= 16
                 && word[..16].chars().all(|c| c.is_ascii_hexdigit())
                 && word.is_char_boundary(16)
             {
-                format!("<token>{}", &word[16..])
+                format!("{secret}{}", &word[16..])
             } else {
                 word.to_owned()
             }

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use assert_cmd::Command;
 use common::{PEER, PROMPT, Speaker, start_peer, start_rendezvous};
 use lesson6_udp_hole_punching::protocol::{Message, Token};
+use nix::sys::signal::Signal;
 use predicates::prelude::*;
 use testkit::Running;
 
@@ -48,7 +49,9 @@ fn two_peers_meet_punch_and_chat_on_loopback() {
     alice.type_line(&"x".repeat(65_490));
     let error = alice.expect_stderr_line("EMSGSIZE");
     assert!(
-        error.contains("the line has 65490 and the header 21 more; nothing was sent"),
+        error.contains(
+            "at most 65,507 bytes over IPv4; the line has 65490 and the header 21 more; nothing was sent"
+        ),
         "{error}"
     );
     alice.type_line("still here");
@@ -80,9 +83,64 @@ fn two_peers_meet_and_chat_over_ipv6() {
     let mut alice = alice;
     alice.type_line("hello over IPv6");
     bob.expect_stdout_line("[from alice] hello over IPv6");
+    // An IPv6 datagram holds 20 bytes more than an IPv4 one: 65,527.
+    alice.type_line(&"x".repeat(65_507));
+    let error = alice.expect_stderr_line("EMSGSIZE");
+    assert!(
+        error.contains("at most 65,527 bytes over IPv6; the line has 65507 and the header 21 more"),
+        "{error}"
+    );
     bob.close_stdin();
     assert!(bob.wait_exit().success(), "{}", bob.describe());
     alice.expect_stdout_line("bob left the chat; bye.");
+}
+
+/// Ctrl+C in the chat: the peer says BYE and exits 0; the other peer
+/// prints that it left. (SIGINT is blocked and read from a signalfd.)
+#[test]
+fn ctrl_c_says_bye_and_the_other_peer_prints_that_it_left() {
+    let (_server, rendezvous) = start_rendezvous(&[]);
+    let (mut alice, _) = start_peer(rendezvous, "alice", "bob", &[]);
+    alice.expect_stdout_line("waiting for bob");
+    let (mut bob, _) = start_peer(rendezvous, "bob", "alice", &[]);
+    alice.expect_stdout(PROMPT);
+    bob.expect_stdout(PROMPT);
+    alice.type_line("about to press Ctrl+C");
+    bob.expect_stdout_line("[from alice] about to press Ctrl+C");
+    let started = Instant::now();
+    alice.signal(Signal::SIGINT);
+    alice.expect_stdout_line("caught SIGINT, quitting...");
+    let status = alice.wait_exit_within(Duration::from_secs(2));
+    assert!(status.success(), "{}", alice.describe());
+    bob.expect_stdout_line("alice left the chat; bye.");
+    assert!(bob.wait_exit().success(), "{}", bob.describe());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+/// SIGTERM before the chat (here while waiting at the rendezvous) ends the
+/// peer at once, with status 0: there is no peer to say BYE to yet.
+#[test]
+fn sigterm_while_waiting_ends_the_peer_at_once() {
+    let (_server, rendezvous) = start_rendezvous(&[]);
+    let (mut alice, _) = waiting_alice(rendezvous, &[]);
+    alice.signal(Signal::SIGTERM);
+    alice.expect_stdout_line("caught SIGTERM, quitting...");
+    let status = alice.wait_exit_within(Duration::from_secs(2));
+    assert!(status.success(), "{}", alice.describe());
+}
+
+/// poll may report a datagram that recvfrom then does not find (select(2),
+/// BUGS): the peer's socket is non-blocking, so that is EAGAIN, never a
+/// hang that would also stop its probes and timers.
+#[test]
+fn the_peers_socket_is_non_blocking() {
+    let (_server, rendezvous) = start_rendezvous(&[]);
+    let (alice, _) = waiting_alice(rendezvous, &[]);
+    common::assert_sockets_non_blocking(&alice, 1);
 }
 
 /// A test socket plays bob: registered at the rendezvous, it controls
@@ -101,14 +159,18 @@ impl FakeBob {
             &Message::Register {
                 name: "bob".into(),
                 private,
+                cookie: None,
             },
             rendezvous,
         );
-        assert!(matches!(socket.receive().0, Message::Registered { .. }));
+        let Message::Registered { cookie, .. } = socket.receive().0 else {
+            panic!("bob was not registered");
+        };
         socket.send(
             &Message::Connect {
                 name: "bob".into(),
                 peer: "alice".into(),
+                cookie,
             },
             rendezvous,
         );
@@ -188,7 +250,17 @@ fn ignores_its_own_probe_and_a_strangers_probe() {
             token: bob.token
         }
     );
-    // In the chat, a stranger's message is dropped with a warning.
+    chat_drops_a_strangers_message(&alice, alice_addr, &bob, &stranger);
+}
+
+/// In the chat, a stranger's message is dropped with a warning, even with
+/// the token; bob's arrives.
+fn chat_drops_a_strangers_message(
+    alice: &Running,
+    alice_addr: SocketAddr,
+    bob: &FakeBob,
+    stranger: &Speaker,
+) {
     alice.expect_stdout(PROMPT);
     stranger.send(
         &Message::Chat {

@@ -1,15 +1,12 @@
 //! The rendezvous server of lesson 6: where two peers behind NATs learn
-//! each other's endpoints.
-//!
-//! A peer cannot know its own public endpoint: its NAT rewrites the source
-//! of every datagram it sends. The server sees the rewritten source, so it
-//! records it next to the private endpoint the peer reports. When two peers
-//! have asked for each other, the server sends each one the other's two
-//! endpoints and a fresh token; from then on the peers talk directly, and
-//! the server is not needed any more. One socket, one thread: `poll` wakes
-//! the loop for a datagram or for the next sweep of expired registrations.
+//! each other's endpoints. It records the source of a peer's datagrams (its
+//! public endpoint, which the peer cannot know) next to the private one the
+//! peer reports, and introduces two peers that ask for each other. One
+//! socket, one thread: `poll` wakes the loop for a datagram or for the next
+//! sweep of expired registrations (the chapter, "The rendezvous server").
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::process::ExitCode;
@@ -21,7 +18,7 @@ use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::socket::{self, MsgFlags, SockFlag, SockType, SockaddrStorage};
 
-use lesson6_udp_hole_punching::protocol::{self, MAX_REQUEST, Message, Token};
+use lesson6_udp_hole_punching::protocol::{self, Cookie, MAX_REQUEST, Message, Token};
 use lesson6_udp_hole_punching::{family, show_ms, to_socket_addr};
 
 /// The rendezvous server of lesson 6: peers register under a name, and two
@@ -49,6 +46,9 @@ struct Registration {
     public: SocketAddr,
     /// The address its socket is bound to, as the peer itself reported it.
     private: SocketAddr,
+    /// The secret sent to `public` in REGISTERED: every later request in
+    /// this name must carry it (see the chapter, "The protocol").
+    cookie: Cookie,
     /// The peer it asked to talk to, if any.
     wants: Option<String>,
     /// When it last registered or asked: registrations expire.
@@ -78,12 +78,13 @@ fn main() -> ExitCode {
 
 fn run(args: &Args) -> Result<()> {
     // ANCHOR: socket
-    // One UDP socket, bound to the address peers send to. The server never
-    // connects it: every datagram may come from a different peer.
+    // One UDP socket, bound to the address peers send to, never connected:
+    // every datagram may come from a different peer. Non-blocking, as in
+    // lesson 5: a readiness that finds nothing is EAGAIN, not a hang.
     let fd = socket::socket(
         family(args.bind),
         SockType::Datagram,
-        SockFlag::SOCK_CLOEXEC,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
         None,
     )
     .context("cannot create a UDP socket")?;
@@ -92,10 +93,10 @@ fn run(args: &Args) -> Result<()> {
     let bound: SockaddrStorage =
         socket::getsockname(fd.as_raw_fd()).context("cannot read the bound address")?;
     let bound = to_socket_addr(&bound).unwrap_or(args.bind);
-    println!(
+    log(format_args!(
         "rendezvous listening on {bound}; registrations expire after {}",
         show_ms(args.expire_ms)
-    );
+    ));
     // ANCHOR_END: socket
 
     let mut server = Rendezvous {
@@ -130,107 +131,171 @@ impl Rendezvous {
             if !readable {
                 continue;
             }
-            match socket::recvfrom::<SockaddrStorage>(self.fd.as_raw_fd(), &mut buffer) {
-                Ok((len, Some(from))) => match to_socket_addr(&from) {
-                    Some(from) => self.handle(&buffer[..len], from),
-                    None => eprintln!("ignored a {len}-byte datagram from a non-IP sender"),
-                },
-                Ok((len, None)) => eprintln!("ignored a {len}-byte datagram without a sender"),
-                // An ICMP error for an earlier answer (a peer that left),
-                // or a signal: neither is a reason to stop serving.
-                Err(err @ (Errno::ECONNREFUSED | Errno::EHOSTUNREACH | Errno::ENETUNREACH)) => {
-                    eprintln!("warning: {err} reported on the socket; still serving");
-                }
-                Err(Errno::EINTR | Errno::EAGAIN) => {}
-                Err(err) => return Err(err).context("cannot receive"),
-            }
+            self.receive(&mut buffer)?;
         }
     }
     // ANCHOR_END: serve
+
+    // ANCHOR: receive
+    /// Takes the datagram `poll` saw off the socket, and handles it.
+    fn receive(&mut self, buffer: &mut [u8]) -> Result<()> {
+        match socket::recvfrom::<SockaddrStorage>(self.fd.as_raw_fd(), buffer) {
+            Ok((len, Some(from))) => match to_socket_addr(&from) {
+                Some(from) => self.handle(&buffer[..len], from),
+                None => log_error(format_args!(
+                    "ignored a {len}-byte datagram from a non-IP sender"
+                )),
+            },
+            Ok((len, None)) => log_error(format_args!(
+                "ignored a {len}-byte datagram without a sender"
+            )),
+            // Nothing there after all (select(2), BUGS): wait again.
+            Err(Errno::EAGAIN | Errno::EINTR) => {}
+            Err(err) => return Err(err).context("cannot receive"),
+        }
+        Ok(())
+    }
+    // ANCHOR_END: receive
 
     // ANCHOR: handle
     /// One datagram: a request to answer, or something to log and ignore.
     fn handle(&mut self, datagram: &[u8], from: SocketAddr) {
         if datagram.len() > MAX_REQUEST {
-            eprintln!(
+            log_error(format_args!(
                 "ignored a {}-byte datagram from {from}: longer than any request ({MAX_REQUEST} bytes)",
                 datagram.len()
-            );
+            ));
             return;
         }
         match protocol::parse(datagram) {
-            Ok(Message::Register { name, private }) => self.register(name, private, from),
-            Ok(Message::Connect { name, peer }) => self.connect(name, peer, from),
-            Ok(other) => eprintln!(
+            Ok(Message::Register {
+                name,
+                private,
+                cookie,
+            }) => self.register(name, private, cookie, from),
+            Ok(Message::Connect { name, peer, cookie }) => {
+                if self.check(&name, Some(cookie), from, &format!("CONNECT {name} {peer}")) {
+                    self.connect(name, peer, from);
+                }
+            }
+            Ok(other) => log_error(format_args!(
                 "ignored a {} message from {from}: not a request to the rendezvous",
                 other.kind()
-            ),
-            Err(reason) => eprintln!(
+            )),
+            Err(reason) => log_error(format_args!(
                 "ignored a {}-byte datagram from {from}: {reason}: \"{}\"",
                 datagram.len(),
                 protocol::preview(datagram)
-            ),
+            )),
         }
     }
     // ANCHOR_END: handle
 
+    // ANCHOR: check
+    /// Whether a request in `name`'s name is `name`'s own: it must come from
+    /// its public endpoint *and* carry its cookie, which only that endpoint
+    /// was sent. A forger can spoof the address, not read the answer.
+    // As TURN's NONCE (RFC 8656), the server picks it and requests echo it;
+    // STUN's transaction id (RFC 8489) is the mirror: the client picks it.
+    fn check(&self, name: &str, cookie: Option<Cookie>, from: SocketAddr, request: &str) -> bool {
+        let why = match self.peers.get(name) {
+            None => format!("{name} is not registered"),
+            Some(known) if known.public != from => {
+                format!("{name} is registered from {}", known.public)
+            }
+            Some(known) if cookie == Some(known.cookie) => return true,
+            Some(_) if cookie.is_none() => format!("no cookie for {name}"),
+            Some(_) => format!("wrong cookie for {name}"),
+        };
+        log_error(format_args!("ignored {request} from {from}: {why}"));
+        false
+    }
+    // ANCHOR_END: check
+
     // ANCHOR: register
-    /// REGISTER: remember (or refresh) `name` at the public address `from`.
-    fn register(&mut self, name: String, private: SocketAddr, from: SocketAddr) {
-        let now = Instant::now();
-        if let Some(known) = self.peers.get_mut(&name) {
-            if known.public != from {
-                // Someone else holds the name until it expires: a second
-                // "alice" must not steal the first one's introductions.
-                eprintln!(
+    /// REGISTER: remember `name` at the public address `from`, or refresh
+    /// a registration with its cookie.
+    fn register(
+        &mut self,
+        name: String,
+        private: SocketAddr,
+        cookie: Option<Cookie>,
+        from: SocketAddr,
+    ) {
+        let cookie = match self.peers.get(&name) {
+            None => match self.add(&name, private, from) {
+                Some(cookie) => cookie,
+                None => return,
+            },
+            Some(known) if known.public != from => {
+                // A second "alice" must not steal the first one's
+                // introductions; she hears why, at her own address.
+                log_error(format_args!(
                     "refused REGISTER {name} from {from}: {name} is registered from {}",
                     known.public
-                );
-                self.send(
-                    &Message::Error {
-                        reason: format!("the name {name} is taken"),
-                    },
-                    from,
-                );
+                ));
+                let reason = format!("the name {name} is taken");
+                self.send(&Message::Error { reason }, from);
                 return;
             }
-            known.private = private;
-            known.last_seen = now;
-        } else {
-            println!("registered {name}: public {from}, private {private}");
-            self.peers.insert(
-                name.clone(),
-                Registration {
-                    public: from,
-                    private,
-                    wants: None,
-                    last_seen: now,
-                },
-            );
-        }
-        self.send(&Message::Registered { name, public: from }, from);
+            Some(_) => {
+                if !self.check(&name, cookie, from, &format!("REGISTER {name} {private}")) {
+                    return;
+                }
+                let Some(known) = self.peers.get_mut(&name) else {
+                    return;
+                };
+                known.private = private;
+                known.last_seen = Instant::now();
+                known.cookie
+            }
+        };
+        let public = from;
+        self.send(
+            &Message::Registered {
+                name,
+                public,
+                cookie,
+            },
+            from,
+        );
+    }
+
+    /// A new registration, with a fresh cookie (none if the kernel has no
+    /// random bytes to give: logged, and the peer will ask again).
+    fn add(&mut self, name: &str, private: SocketAddr, from: SocketAddr) -> Option<Cookie> {
+        let cookie = match Cookie::random() {
+            Ok(cookie) => cookie,
+            Err(err) => {
+                log_error(format_args!(
+                    "error: cannot read /dev/urandom for a cookie: {err}"
+                ));
+                return None;
+            }
+        };
+        log(format_args!(
+            "registered {name}: public {from}, private {private}"
+        ));
+        let registration = Registration {
+            public: from,
+            private,
+            cookie,
+            wants: None,
+            last_seen: Instant::now(),
+        };
+        self.peers.insert(name.to_owned(), registration);
+        Some(cookie)
     }
     // ANCHOR_END: register
 
     // ANCHOR: connect
-    /// CONNECT: `name` wants `peer`. If `peer` wants `name` too, introduce
-    /// them; otherwise tell `name` to wait (the server will write to it
-    /// when `peer` asks, through the hole its requests keep open).
+    /// CONNECT (checked): `name` wants `peer`. If `peer` wants `name` too,
+    /// introduce them; otherwise tell `name` to wait (the server will write
+    /// to it when `peer` asks, through the hole its requests keep open).
     fn connect(&mut self, name: String, peer: String, from: SocketAddr) {
         let Some(asking) = self.peers.get_mut(&name) else {
-            eprintln!("ignored CONNECT {name} {peer} from {from}: {name} is not registered");
             return;
         };
-        if asking.public != from {
-            // Anyone can write "CONNECT alice mallory"; only alice's own
-            // address may. (Source addresses can be forged too, but then
-            // the answer goes to alice, not to the forger.)
-            eprintln!(
-                "ignored a forged CONNECT {name} {peer} from {from}: {name} is registered from {}",
-                asking.public
-            );
-            return;
-        }
         asking.last_seen = Instant::now();
         let first_ask = asking.wants.as_deref() != Some(peer.as_str());
         asking.wants = Some(peer.clone());
@@ -240,7 +305,9 @@ impl Rendezvous {
             .is_some_and(|other| other.wants.as_deref() == Some(name.as_str()));
         if !mutual {
             if first_ask {
-                println!("{name} asks for {peer}: waiting for {peer} to ask for {name}");
+                log(format_args!(
+                    "{name} asks for {peer}: waiting for {peer} to ask for {name}"
+                ));
             }
             self.send(&Message::Waiting { peer }, from);
             return;
@@ -250,24 +317,8 @@ impl Rendezvous {
 
     /// Sends each of the two peers the other's endpoints and their token.
     fn introduce(&mut self, a: &str, b: &str) {
-        let key = if a < b {
-            (a.to_owned(), b.to_owned())
-        } else {
-            (b.to_owned(), a.to_owned())
-        };
-        let token = match self.tokens.get(&key) {
-            Some(token) => *token,
-            None => {
-                let token = match Token::random() {
-                    Ok(token) => token,
-                    Err(err) => {
-                        eprintln!("error: cannot read /dev/urandom for a token: {err}");
-                        return;
-                    }
-                };
-                self.tokens.insert(key, token);
-                token
-            }
+        let Some(token) = self.token(a, b) else {
+            return;
         };
         let (Some(reg_a), Some(reg_b)) = (self.peers.get(a), self.peers.get(b)) else {
             return;
@@ -284,15 +335,37 @@ impl Rendezvous {
             private: reg_a.private,
             token,
         };
-        println!(
+        log(format_args!(
             "introduced {a} (public {}, private {}) and {b} (public {}, private {})",
             reg_a.public, reg_a.private, reg_b.public, reg_b.private
-        );
+        ));
         let (public_a, public_b) = (reg_a.public, reg_b.public);
         self.send(&to_a, public_a);
         self.send(&to_b, public_b);
     }
     // ANCHOR_END: connect
+
+    /// The token of the pair `a`, `b`: the one they were given before (a
+    /// repeated CONNECT gets the same answer), or a fresh one.
+    fn token(&mut self, a: &str, b: &str) -> Option<Token> {
+        let key = if a < b {
+            (a.to_owned(), b.to_owned())
+        } else {
+            (b.to_owned(), a.to_owned())
+        };
+        if let Some(token) = self.tokens.get(&key) {
+            return Some(*token);
+        }
+        match Token::random() {
+            Ok(token) => Some(*self.tokens.entry(key).or_insert(token)),
+            Err(err) => {
+                log_error(format_args!(
+                    "error: cannot read /dev/urandom for a token: {err}"
+                ));
+                None
+            }
+        }
+    }
 
     /// Forgets registrations not refreshed within the expiry time, and the
     /// tokens of the pairs they were part of.
@@ -307,10 +380,10 @@ impl Rendezvous {
         for name in expired {
             self.peers.remove(&name);
             self.tokens.retain(|(a, b), _| *a != name && *b != name);
-            println!(
+            log(format_args!(
                 "{name} expired: no request from it for {}",
                 show_ms(expire.as_millis() as u64)
-            );
+            ));
         }
     }
 
@@ -322,7 +395,21 @@ impl Rendezvous {
             &SockaddrStorage::from(to),
             MsgFlags::empty(),
         ) {
-            eprintln!("warning: cannot send {} to {to}: {err}", message.kind());
+            log_error(format_args!(
+                "warning: cannot send {} to {to}: {err}",
+                message.kind()
+            ));
         }
     }
+}
+
+/// Prints one line to stdout. A log line that cannot be written (stdout
+/// closed) is not a reason to stop serving.
+fn log(line: std::fmt::Arguments) {
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
+}
+
+/// Prints one line to stderr, like [`log`].
+fn log_error(line: std::fmt::Arguments) {
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
 }

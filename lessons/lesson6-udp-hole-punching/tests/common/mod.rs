@@ -117,3 +117,41 @@ impl Speaker {
         got
     }
 }
+
+/// The `flags:` of every socket descriptor process `pid` holds, as
+/// /proc/PID/fdinfo shows them (octal: O_NONBLOCK is 04000).
+pub fn socket_flags(pid: nix::unistd::Pid) -> Vec<(String, i32)> {
+    let mut sockets = Vec::new();
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).expect("read /proc/PID/fd");
+    for entry in fds.map(|entry| entry.expect("a /proc/PID/fd entry")) {
+        let target = std::fs::read_link(entry.path()).unwrap_or_default();
+        if !target.to_string_lossy().starts_with("socket:") {
+            continue;
+        }
+        let fd = entry.file_name().to_string_lossy().into_owned();
+        let info = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}"))
+            .expect("read /proc/PID/fdinfo/FD");
+        let flags = info
+            .lines()
+            .find_map(|line| line.strip_prefix("flags:"))
+            .and_then(|flags| i32::from_str_radix(flags.trim(), 8).ok())
+            .unwrap_or_else(|| panic!("no flags in fdinfo {fd}: {info}"));
+        sockets.push((fd, flags));
+    }
+    sockets
+}
+
+/// Asserts that every socket `running` holds is non-blocking, and that it
+/// holds `count` of them.
+pub fn assert_sockets_non_blocking(running: &Running, count: usize) {
+    let sockets = socket_flags(running.pid());
+    assert_eq!(sockets.len(), count, "{sockets:?}\n{}", running.describe());
+    for (fd, flags) in sockets {
+        assert_ne!(
+            flags & nix::libc::O_NONBLOCK,
+            0,
+            "socket descriptor {fd} of {} is blocking (flags {flags:o})",
+            running.command_line()
+        );
+    }
+}
