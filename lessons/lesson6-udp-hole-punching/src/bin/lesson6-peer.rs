@@ -841,7 +841,7 @@ impl Session {
     }
 }
 
-// ANCHOR: read_line
+// ANCHOR: line_reader
 /// What was typed so far, cut into lines: lesson 5's reader, as it is.
 #[derive(Default)]
 struct LineReader {
@@ -860,29 +860,29 @@ impl LineReader {
                 self.pending.extend_from_slice(&chunk[..read]);
                 Ok(())
             }
-            // Nothing there after all (someone made stdin non-blocking):
-            // wait again.
+            // Nothing there after all (someone made stdin non-blocking).
             Err(Errno::EAGAIN | Errno::EINTR) => Ok(()),
             Err(err) => Err(err),
         }
     }
 
-    /// The next whole line without its "\n" (or "\r\n"). At the end of
-    /// input, a last line without a newline is still a line: nothing typed
-    /// is lost. Raw bytes: text that is not UTF-8 is sent as typed.
+    /// The next whole line, without its line ending. At the end of input, a
+    /// last line without a newline is still a line: nothing typed is lost.
     fn next_line(&mut self) -> Option<Vec<u8>> {
         if let Some(newline) = self.pending.iter().position(|&byte| byte == b'\n') {
-            let mut line: Vec<u8> = self.pending.drain(..=newline).collect();
-            line.pop();
-            if line.last() == Some(&b'\r') {
-                line.pop();
-            }
-            return Some(line);
+            let line: Vec<u8> = self.pending.drain(..=newline).collect();
+            return Some(trim_newline(&line).to_vec());
         }
         (self.at_end && !self.pending.is_empty()).then(|| std::mem::take(&mut self.pending))
     }
 }
-// ANCHOR_END: read_line
+// ANCHOR_END: line_reader
+
+/// `line` without one trailing "\n", then one trailing "\r".
+fn trim_newline(line: &[u8]) -> &[u8] {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
 
 fn prompt() {
     print!("{PROMPT}");
