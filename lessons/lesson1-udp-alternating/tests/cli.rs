@@ -6,7 +6,7 @@ use testkit::cli::{self, runtime_error};
 use testkit::udp::{self, PROMPT};
 use testkit::{LOCALHOST, command};
 
-const BIN: &str = "lesson1-udp-alternating";
+const BIN: &str = "lesson1-chat";
 
 /// `args` are a usage error whose message contains `wanted`.
 fn usage_error(args: &[&str], wanted: &str) {
