@@ -113,6 +113,17 @@ fn send_failures_are_reported_and_the_chat_goes_on() {
     assert_eq!(lonely.stderr(), "", "nothing to report: UDP cannot tell");
 }
 
+/// The original's loop tests end of input before it sends, so a last line
+/// without a newline is lost; here it is sent, and then the input ends.
+#[test]
+fn a_last_line_without_a_newline_is_sent() {
+    let mut chat = SocketPeer::start(BIN, LOCALHOST, FAST);
+    chat.app.type_bytes(b"last words");
+    chat.app.close_stdin();
+    assert_eq!(chat.receive(), b"last words");
+    assert!(chat.app.wait_exit().success(), "{}", chat.app.describe());
+}
+
 #[test]
 fn quit_and_end_of_input_exit_zero() {
     let mut chat = SocketPeer::start(BIN, LOCALHOST, FAST);
