@@ -78,7 +78,7 @@ fn two_peers_chat_over_ipv6() {
 #[test]
 fn talks_with_a_lesson_2_peer_both_ways() {
     let (mut a, a_addr, mut b, b_addr) = start_pair("lesson2-chat", LOCALHOST, FAST);
-    b.expect_stdout(PROMPT);
+    b.expect_stdout(testkit::udp::ready_text("lesson2-chat"));
     say_and_see(&mut a, a_addr, &b, "hello lesson 2");
     say_and_see(&mut b, b_addr, &a, "hello lesson 5");
     quit(&mut a);
