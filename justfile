@@ -12,11 +12,11 @@ default:
 
 # Lesson 1: UDP chat in one thread; both peers side by side in tmux, else peer A (`just lesson1 b`: peer B; args pass through).
 lesson1 *args:
-    @bash scripts/chat-stage.sh lesson1-udp-alternating "$@"
+    @bash scripts/chat-stage.sh lesson1-chat "$@"
 
 # Lesson 2: UDP chat with a receiver thread; both peers in tmux, else peer A (`just lesson2 b`: peer B; args pass through).
 lesson2 *args:
-    @bash scripts/chat-stage.sh lesson2-udp-threaded "$@"
+    @bash scripts/chat-stage.sh lesson2-chat "$@"
 
 # ---- lessons 3-4: TCP echo server ----
 
@@ -40,7 +40,7 @@ timewait:
 
 # Lesson 5: the UDP chat in one thread with poll; both peers in tmux, else peer A (`just lesson5 b`: peer B; args pass through).
 lesson5 *args:
-    @CHAT_BIN=lesson5-chat bash scripts/chat-stage.sh lesson5-event-loop "$@"
+    @bash scripts/chat-stage.sh lesson5-chat "$@"
 
 # Lesson 5's echo server: one thread, epoll (default 127.0.0.1:8890; args pass through).
 lesson5-server *args:

@@ -9,14 +9,14 @@ use std::net::{IpAddr, Ipv6Addr};
 use testkit::LOCALHOST;
 use testkit::udp::{self, FAST, PROMPT, SocketPeer};
 
-const BIN: &str = "lesson1-udp-alternating";
+const BIN: &str = "lesson1-chat";
 
 /// Two peers on `ip` exchange a message each way; `other` is peer B's
 /// program, and `other_alternates` whether it also needs an Enter.
 fn exchange(ip: IpAddr, other: &str, other_alternates: bool) {
     let (mut a, a_addr, mut b, b_addr) = udp::start_pair(BIN, other, ip, FAST);
     a.expect_stdout(PROMPT);
-    b.expect_stdout(PROMPT);
+    b.expect_stdout(udp::ready_text(other));
     a.type_line("hello from A");
     if other_alternates {
         b.type_line("");
@@ -43,7 +43,7 @@ fn two_peers_exchange_messages_over_ipv6() {
 
 #[test]
 fn talks_with_a_lesson_2_peer() {
-    exchange(LOCALHOST, "lesson2-udp-threaded", false);
+    exchange(LOCALHOST, "lesson2-chat", false);
 }
 
 /// A 60,000-byte line goes out as one datagram, and one comes in and is
@@ -111,6 +111,17 @@ fn send_failures_are_reported_and_the_chat_goes_on() {
     lonely.type_line("quit");
     assert!(lonely.wait_exit().success(), "{}", lonely.describe());
     assert_eq!(lonely.stderr(), "", "nothing to report: UDP cannot tell");
+}
+
+/// The original's loop tests end of input before it sends, so a last line
+/// without a newline is lost; here it is sent, and then the input ends.
+#[test]
+fn a_last_line_without_a_newline_is_sent() {
+    let mut chat = SocketPeer::start(BIN, LOCALHOST, FAST);
+    chat.app.type_bytes(b"last words");
+    chat.app.close_stdin();
+    assert_eq!(chat.receive(), b"last words");
+    assert!(chat.app.wait_exit().success(), "{}", chat.app.describe());
 }
 
 #[test]

@@ -6,7 +6,7 @@ use testkit::cli::{self, runtime_error};
 use testkit::udp::{self, PROMPT};
 use testkit::{LOCALHOST, command};
 
-const BIN: &str = "lesson1-udp-alternating";
+const BIN: &str = "lesson1-chat";
 
 /// `args` are a usage error whose message contains `wanted`.
 fn usage_error(args: &[&str], wanted: &str) {
@@ -95,6 +95,25 @@ fn a_flag_given_twice_takes_its_last_value() {
     app.expect_stdout(PROMPT);
     app.type_line("hello");
     assert_eq!(udp::receive(&peer), b"hello");
+    app.type_line("quit");
+    assert!(app.wait_exit().success(), "{}", app.describe());
+}
+
+/// The original's `inet_pton(…) < 0` lets a typo in the peer's address
+/// through as 0.0.0.0. Linux routes a datagram to 0.0.0.0 to this machine
+/// over loopback: a socket on 127.0.0.1 with that port receives it.
+#[test]
+fn a_peer_of_0_0_0_0_is_this_machine() {
+    let here = udp::bound_socket(LOCALHOST);
+    let port = here.local_addr().unwrap().port();
+    let peer = format!("0.0.0.0:{port}");
+    let mut app = testkit::Running::start(
+        "peer A",
+        command(BIN, &["--bind", "127.0.0.1:0", "--peer", &peer]),
+    );
+    app.expect_stdout(PROMPT);
+    app.type_line("to nowhere?");
+    assert_eq!(udp::receive(&here), b"to nowhere?");
     app.type_line("quit");
     assert!(app.wait_exit().success(), "{}", app.describe());
 }

@@ -12,7 +12,7 @@ use std::time::Instant;
 use testkit::udp::{FAST, PROMPT, SocketPeer, udp_drops};
 use testkit::{DEADLINE, LOCALHOST};
 
-const BIN: &str = "lesson1-udp-alternating";
+const BIN: &str = "lesson1-chat";
 
 /// Presses Enter and returns what the program printed up to its next
 /// prompt (a `[from …]` line, or nothing when no datagram was queued).

@@ -3,10 +3,10 @@
 //! panic; a flag given twice takes its last value.
 
 use testkit::cli::{self, runtime_error};
-use testkit::udp::{self, PROMPT};
+use testkit::udp;
 use testkit::{LOCALHOST, command};
 
-const BIN: &str = "lesson2-udp-threaded";
+const BIN: &str = "lesson2-chat";
 
 /// `args` are a usage error whose message contains `wanted`.
 fn usage_error(args: &[&str], wanted: &str) {
@@ -92,7 +92,7 @@ fn a_flag_given_twice_takes_its_last_value() {
         ),
     );
     app.expect_stdout_line(&format!("sending to {peer_addr}"));
-    app.expect_stdout(PROMPT);
+    app.expect_stdout(udp::RECEIVER_STARTED);
     app.type_line("hello");
     assert_eq!(udp::receive(&peer), b"hello");
     app.type_line("quit");

@@ -2,13 +2,17 @@
 //! while it waits for a typed line — stops both threads and exits 0 within
 //! two seconds.
 
+mod common;
+
 use std::time::Duration;
 
+use common::wait_until_blocked_in;
+
 use nix::sys::signal::Signal;
-use testkit::udp::{FAST, PROMPT, SocketPeer};
+use testkit::udp::{FAST, RECEIVER_STARTED, SocketPeer};
 use testkit::{LOCALHOST, Running, check_generated, normalize};
 
-const BIN: &str = "lesson2-udp-threaded";
+const BIN: &str = "lesson2-chat";
 const WITHIN: Duration = Duration::from_secs(2);
 
 fn assert_clean_exit(app: &mut Running) {
@@ -53,7 +57,8 @@ fn sigterm_ends_both_threads() {
 #[test]
 fn ctrl_c_while_waiting_for_a_line_ends_both_threads() {
     let mut chat = SocketPeer::start(BIN, LOCALHOST, FAST);
-    // SocketPeer::start waited for the prompt: the main thread is in read(0).
+    // Ctrl+C once the main thread waits in read(0), as a learner presses it.
+    wait_until_blocked_in(chat.app.pid(), Some(BIN), "pipe_read");
     chat.app.signal(Signal::SIGINT);
     assert_clean_exit(&mut chat.app);
     assert!(
@@ -70,7 +75,7 @@ fn book_session_ctrl_c() {
     let peer = socket.local_addr().unwrap();
     let (mut app, addr) =
         testkit::udp::start_peer("peer A", BIN, "127.0.0.1:0".parse().unwrap(), peer, &[]);
-    app.expect_stdout(PROMPT);
+    app.expect_stdout(RECEIVER_STARTED);
     app.signal(Signal::SIGINT);
     assert_clean_exit(&mut app);
     let mut replacements = testkit::udp::book_replacements(addr, peer);

@@ -77,8 +77,8 @@ fn two_peers_chat_over_ipv6() {
 
 #[test]
 fn talks_with_a_lesson_2_peer_both_ways() {
-    let (mut a, a_addr, mut b, b_addr) = start_pair("lesson2-udp-threaded", LOCALHOST, FAST);
-    b.expect_stdout(PROMPT);
+    let (mut a, a_addr, mut b, b_addr) = start_pair("lesson2-chat", LOCALHOST, FAST);
+    b.expect_stdout(testkit::udp::ready_text("lesson2-chat"));
     say_and_see(&mut a, a_addr, &b, "hello lesson 2");
     say_and_see(&mut b, b_addr, &a, "hello lesson 5");
     quit(&mut a);
@@ -87,7 +87,7 @@ fn talks_with_a_lesson_2_peer_both_ways() {
 
 #[test]
 fn talks_with_a_lesson_1_peer_both_ways() {
-    let (mut a, a_addr, mut b, b_addr) = start_pair("lesson1-udp-alternating", LOCALHOST, FAST);
+    let (mut a, a_addr, mut b, b_addr) = start_pair("lesson1-chat", LOCALHOST, FAST);
     b.expect_stdout(PROMPT);
     // Lesson 1 only receives between two lines, so its user presses Enter;
     // lesson 5 shows lesson 1's message without any help.

@@ -62,14 +62,9 @@ pub fn includes(text: &str) -> Vec<(String, Option<String>)> {
 /// old source, new source), paths from the workspace root.
 pub const DIFFS: &[(&str, &str, &str)] = &[
     (
-        "lesson1-to-lesson2-main.diff",
-        "lessons/lesson1-udp-alternating/src/main.rs",
-        "lessons/lesson2-udp-threaded/src/main.rs",
-    ),
-    (
-        "lesson1-to-lesson2-cli.diff",
-        "lessons/lesson1-udp-alternating/src/cli.rs",
-        "lessons/lesson2-udp-threaded/src/cli.rs",
+        "lesson1-to-lesson2.diff",
+        "lessons/lesson1-udp-alternating/src/bin/lesson1-chat.rs",
+        "lessons/lesson2-udp-threaded/src/bin/lesson2-chat.rs",
     ),
     (
         "lesson3-to-lesson4-server.diff",

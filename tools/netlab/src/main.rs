@@ -101,8 +101,8 @@ fn run(action: Action) -> Result<()> {
         Action::Status => status(&topology),
         Action::Chat { lesson } => {
             let bin = match lesson.as_str() {
-                "1" => "lesson1-udp-alternating",
-                "2" => "lesson2-udp-threaded",
+                "1" => "lesson1-chat",
+                "2" => "lesson2-chat",
                 _ => "lesson5-chat",
             };
             let bin = binary(bin)?;

@@ -231,9 +231,9 @@ fn capture_5_udp_to_a_closed_port_icmp_unreachable() {
     let capture = lab.capture("vm1", "eth0", &[], "udp or icmp").unwrap();
     let (a, b) = (vm1(PORT_A), vm2(PORT_B));
     capture.note(&format!(
-        "vm1$ lesson2-udp-threaded --bind {a} --peer {b}   (nothing runs on vm2)"
+        "vm1$ lesson2-chat --bind {a} --peer {b}   (nothing runs on vm2)"
     ));
-    let mut peer = start_peer_in(&lab, "vm1", "peer A", "lesson2-udp-threaded", a, b);
+    let mut peer = start_peer_in(&lab, "vm1", "peer A", "lesson2-chat", a, b);
     peer.type_line("hello?");
     capture.wait_for("UDP, length 6").unwrap();
     let icmp = capture.wait_for("ICMP").unwrap();
@@ -281,7 +281,7 @@ fn capture_6_fragments_all_or_nothing() {
         &lab,
         "vm1",
         "peer A",
-        "lesson2-udp-threaded",
+        "lesson2-chat",
         vm1(PORT_A),
         vm2(PORT_B),
     );

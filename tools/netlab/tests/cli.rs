@@ -81,16 +81,14 @@ fn lab_up_chat_status_and_down() {
     let chat = stdout(&lab(&prefix, &["chat", "2"]));
     assert!(
         chat.contains(&format!("ip netns exec {vm1_ns} "))
-            && chat.contains(
-                "lesson2-udp-threaded --bind 192.168.126.129:55566 --peer 192.168.126.128:55577"
-            ),
+            && chat
+                .contains("lesson2-chat --bind 192.168.126.129:55566 --peer 192.168.126.128:55577"),
         "{chat}"
     );
     assert!(
         chat.contains(&format!("ip netns exec {vm2_ns} "))
-            && chat.contains(
-                "lesson2-udp-threaded --bind 192.168.126.128:55577 --peer 192.168.126.129:55566"
-            ),
+            && chat
+                .contains("lesson2-chat --bind 192.168.126.128:55577 --peer 192.168.126.129:55566"),
         "{chat}"
     );
     let status = stdout(&lab(&prefix, &["status"]));

@@ -35,20 +35,12 @@ fn chat_between_vm1_and_vm2(test: &str, bin: &str, alternating: bool) {
 
 #[test]
 fn lesson1_chats_between_vm1_and_vm2() {
-    chat_between_vm1_and_vm2(
-        "lesson1_chats_between_vm1_and_vm2",
-        "lesson1-udp-alternating",
-        true,
-    );
+    chat_between_vm1_and_vm2("lesson1_chats_between_vm1_and_vm2", "lesson1-chat", true);
 }
 
 #[test]
 fn lesson2_chats_between_vm1_and_vm2() {
-    chat_between_vm1_and_vm2(
-        "lesson2_chats_between_vm1_and_vm2",
-        "lesson2-udp-threaded",
-        false,
-    );
+    chat_between_vm1_and_vm2("lesson2_chats_between_vm1_and_vm2", "lesson2-chat", false);
 }
 
 /// Lesson 3's server on vm1 (bound to every address, as the post's

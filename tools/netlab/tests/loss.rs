@@ -34,7 +34,7 @@ fn udp_chat_loses_messages_silently() {
         return;
     };
     let a = vm1(PORT_A);
-    let (mut peer_a, mut peer_b) = start_peers_on_both_vms(&lab, "lesson2-udp-threaded");
+    let (mut peer_a, mut peer_b) = start_peers_on_both_vms(&lab, "lesson2-chat");
 
     add_loss_both_ways(&lab);
     for n in 1..=MESSAGES {

@@ -57,7 +57,7 @@ pub fn start_client_in(lab: &Lab, host: &str, label: &str) -> Running {
 
 /// Starts chat binary `bin` in `host` with `--bind bind --peer peer` and a
 /// short receive timeout (`testkit::udp::FAST`); waits for its `bound to`
-/// line and its first prompt.
+/// line and for it to be ready for a line (`testkit::udp::ready_text`).
 pub fn start_peer_in(
     lab: &Lab,
     host: &str,
@@ -70,7 +70,7 @@ pub fn start_peer_in(
     let args = [&["--bind", &bind, "--peer", &peer][..], testkit::udp::FAST].concat();
     let running = start_in(lab, host, label, bin, &args);
     running.expect_stdout_line(&format!("bound to {bind}"));
-    running.expect_stdout(testkit::udp::PROMPT);
+    running.expect_stdout(testkit::udp::ready_text(bin));
     running
 }
 
