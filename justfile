@@ -79,7 +79,7 @@ book:
 
 # Regenerate the diffs between lessons that the book shows (docs/src/generated/*.diff).
 diffs:
-    UPDATE_GENERATED=1 cargo test -p book-checks --test diffs
+    UPDATE_GENERATED=1 cargo test -p book --test diffs
 
 # Regenerate everything under docs/src/generated/: diffs and captured sessions.
 generated:
