@@ -10,7 +10,7 @@ use std::process::Output;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use common::{CLIENT, SERVER, cpu_ticks};
+use common::{CLIENT, SERVER, cpu_ticks, process};
 use nix::sys::socket::{
     AddressFamily, Backlog, SockFlag, SockType, SockaddrStorage, bind, listen, setsockopt, socket,
     sockopt,
@@ -200,9 +200,8 @@ fn lesson_3s_client_deadlocks_on_a_line_longer_than_the_buffers() {
     thread::sleep(Duration::from_millis(1000));
     let before = cpu_ticks(client.pid());
     thread::sleep(Duration::from_millis(500));
-    let stat = std::fs::read_to_string(format!("/proc/{}/stat", client.pid())).expect("stat");
-    let state = stat[stat.rfind(')').expect("(comm)") + 2..].chars().next();
-    assert_eq!(state, Some('S'), "still there, asleep: {stat}");
+    let stat = process(client.pid()).stat().expect("stat");
+    assert_eq!(stat.state, 'S', "still there, asleep: {stat:?}");
     assert_eq!(
         cpu_ticks(client.pid()),
         before,
