@@ -32,9 +32,9 @@ lesson3-client *args:
 lesson4 *args:
     cargo run -q -p lesson4-tcp-reuseaddr --bin lesson4-server -- "$@"
 
-# Reproduce the TIME_WAIT restart bug live on loopback, then lesson 4's fix, narrated (needs ss, mkfifo, coreutils 8.31+: checked first).
+# Reproduce the TIME_WAIT restart bug live on loopback, then lesson 4's fix, narrated (the steps lesson 4's test checks).
 timewait:
-    @bash scripts/timewait.sh
+    cargo run -q -p timewait
 
 # ---- lesson 5: one thread, poll and epoll ----
 
@@ -79,7 +79,7 @@ book:
 
 # Regenerate the diffs between lessons that the book shows (docs/src/generated/*.diff).
 diffs:
-    UPDATE_GENERATED=1 cargo test -p book-checks --test diffs
+    UPDATE_GENERATED=1 cargo test -p book --test diffs
 
 # Regenerate everything under docs/src/generated/: diffs and captured sessions.
 generated:

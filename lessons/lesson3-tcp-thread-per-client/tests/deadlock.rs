@@ -16,6 +16,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use nix::libc;
+use procfs::ProcError;
+use procfs::process::{Process, Syscall};
 use testkit::tcp::{buffer_max, start_client, start_server};
 use testkit::{DEADLINE, LOCALHOST, TcpSocket, find_socket_addr};
 
@@ -31,27 +33,21 @@ fn row(local: SocketAddr, remote: SocketAddr) -> Option<TcpSocket> {
 /// `/proc/PID/task/TID/syscall`: its number, or `None` for a thread that is
 /// running. (The kernel shows that file to the process's parent, as here.)
 fn blocked_syscalls(pid: i32) -> Vec<Option<libc::c_long>> {
-    let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
+    let tasks = Process::new(pid)
+        .and_then(|process| process.tasks())
         .unwrap_or_else(|err| panic!("cannot list the threads of process {pid}: {err}"));
     tasks
-        .filter_map(|task| {
-            let path = task.ok()?.path().join("syscall");
-            let text = match std::fs::read_to_string(&path) {
-                Ok(text) => text,
-                // The thread ended meanwhile.
-                Err(err) if err.kind() == std::io::ErrorKind::NotFound => return None,
-                Err(err) => panic!(
-                    "cannot read {}: {err} (the kernel shows it only to processes \
-                     allowed to ptrace this one: see kernel.yama.ptrace_scope)",
-                    path.display()
-                ),
-            };
-            // "running", or the number and the arguments of the call.
-            Some(
-                text.split_whitespace()
-                    .next()
-                    .and_then(|number| number.parse().ok()),
-            )
+        // A thread that ended meanwhile is skipped.
+        .filter_map(|task| task.ok())
+        .filter_map(|task| match task.syscall() {
+            Ok(Syscall::Blocked { syscall_number, .. }) => Some(Some(syscall_number)),
+            Ok(_) => Some(None),
+            Err(ProcError::NotFound(_)) => None,
+            Err(err) => panic!(
+                "cannot read /proc/{pid}/task/{}/syscall: {err} (the kernel shows it only \
+                 to processes allowed to ptrace this one: see kernel.yama.ptrace_scope)",
+                task.tid
+            ),
         })
         .collect()
 }

@@ -257,13 +257,16 @@ fn accepted_sockets_are_close_on_exec() {
     server.expect_stdout_line(&format!("client {me} connected"));
     let pid = server.pid();
     let mut sockets = 0;
-    for entry in std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap() {
-        let entry = entry.unwrap();
-        let target = std::fs::read_link(entry.path()).unwrap_or_default();
-        if !target.to_string_lossy().starts_with("socket:") {
+    let descriptors = procfs::process::Process::new(pid.as_raw())
+        .and_then(|server| server.fd())
+        .unwrap();
+    for descriptor in descriptors {
+        let descriptor = descriptor.unwrap();
+        if !matches!(descriptor.target, procfs::process::FDTarget::Socket(_)) {
             continue;
         }
-        let fd = entry.file_name().to_string_lossy().into_owned();
+        // procfs does not read fdinfo's flags.
+        let fd = descriptor.fd;
         let info = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).unwrap();
         let flags = info
             .lines()

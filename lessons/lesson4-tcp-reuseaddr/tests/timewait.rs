@@ -11,31 +11,16 @@
 //! only if both have set SO_REUSEADDR.
 
 use std::net::SocketAddr;
-use std::os::unix::process::ExitStatusExt;
 
-use nix::sys::signal::Signal;
 use testkit::tcp::{
-    Terminal, book_replacements, client_chat, command_default_signals, sockets_on_port,
-    ss_time_wait, start_client, start_server, start_server_expecting_failure, wait_for_socket,
+    client_chat, sockets_on_port, start_client, start_server, start_server_expecting_failure,
+    wait_for_socket,
 };
-use testkit::{
-    LOCALHOST, Running, TcpSocket, TcpState, check_generated, find_socket_addr, normalize,
-};
+use testkit::timewait::{Reproduction, ctrl_c};
+use testkit::{LOCALHOST, Running, TcpSocket, TcpState, check_generated, find_socket_addr};
 
 fn any_port() -> SocketAddr {
     SocketAddr::new(LOCALHOST, 0)
-}
-
-/// Stops `server` the way Ctrl+C does: SIGINT, no handler, killed by it.
-fn ctrl_c(server: &mut Running) {
-    server.signal(Signal::SIGINT);
-    let status = server.wait_exit();
-    assert_eq!(
-        status.signal(),
-        Some(Signal::SIGINT as i32),
-        "{}",
-        server.describe()
-    );
 }
 
 /// Types `exit` into a client: it quits (closing its socket) without
@@ -198,112 +183,10 @@ fn a_lesson4_server_cannot_take_the_port_of_a_killed_lesson3_server_either() {
     );
 }
 
-/// One part of the post's reproduction with server `name` on a fresh port:
-/// start it, two clients chat, Ctrl+C the server, then the clients, start
-/// the server again, list the TIME-WAIT sockets. Appends to `story` what a
-/// reader at the terminals would see, and the addresses used to `servers`
-/// and `clients`.
-fn reproduce(
-    name: &str,
-    story: &mut String,
-    servers: &mut Vec<SocketAddr>,
-    clients: &mut Vec<SocketAddr>,
-) {
-    let (server, addr) = start_server(name, any_port(), &[]);
-    servers.push(addr);
-    let mut server = Terminal::new(server);
-    let mut terminals = Vec::new();
-    let mut client_addrs = Vec::new();
-    for (i, text) in [
-        "hello from the first client",
-        "hello from the second client",
-    ]
-    .iter()
-    .enumerate()
-    {
-        let mut client = start_client(&format!("client {}", i + 1), addr);
-        let line = server.running.expect_stdout_line("connected");
-        let client_addr = find_socket_addr(&line).expect("client address");
-        client_chat(&mut client, text);
-        server
-            .running
-            .expect_stdout_line(&format!("recv from {client_addr}"));
-        terminals.push(Terminal::new(client));
-        client_addrs.push(client_addr);
-    }
-    story.push_str(&format!("--- terminal 1: {name} ---\n{}", server.more()));
-    for (i, client) in terminals.iter_mut().enumerate() {
-        story.push_str(&format!(
-            "--- terminal {}: client {} ---\n{}",
-            i + 2,
-            i + 1,
-            client.more()
-        ));
-    }
-
-    story.push_str("--- terminal 1: Ctrl+C stops the server first ---\n^C\n");
-    ctrl_c(&mut server.running);
-    for (i, (client, &client_addr)) in terminals.iter_mut().zip(&client_addrs).enumerate() {
-        story.push_str(&format!(
-            "--- terminal {}: then Ctrl+C stops client {} ---\n^C\n",
-            i + 2,
-            i + 1
-        ));
-        client.running.signal(Signal::SIGINT);
-        let status = client.running.wait_exit();
-        assert_eq!(
-            status.signal(),
-            Some(Signal::SIGINT as i32),
-            "{}",
-            client.running.describe()
-        );
-        wait_for_socket("TIME-WAIT socket of the server", addr.port(), |s| {
-            s.state == TcpState::TimeWait && s.local == addr && s.remote == client_addr
-        });
-    }
-
-    story.push_str("--- terminal 1: start the server again at once ---\n");
-    let bind = addr.to_string();
-    let restarted = Running::start(name, command_default_signals(name, &["--bind", &bind]));
-    let mut restarted = Terminal::new(restarted);
-    if name == "lesson3-server" {
-        let status = restarted.running.wait_exit();
-        assert_eq!(status.code(), Some(1), "{}", restarted.running.describe());
-    } else {
-        restarted.running.expect_stdout_line("listening on");
-    }
-    story.push_str(&restarted.more());
-    story.push_str(&format!(
-        "--- terminal 4: the old connections ---\n$ ss -tan state time-wait sport = :{}\n",
-        addr.port()
-    ));
-    // In the clients' order, as their ports in the stored file will be.
-    let mut listing = ss_time_wait(addr);
-    listing[1..].sort_by_key(|line| {
-        client_addrs
-            .iter()
-            .position(|c| line.contains(&c.to_string()))
-    });
-    for line in listing {
-        story.push_str(&line);
-        story.push('\n');
-    }
-    clients.extend(client_addrs);
-}
-
+/// The reproduction `just timewait` narrates (testkit's `Reproduction`),
+/// checked step by step as it runs; the book shows what it printed.
 #[test]
 fn the_posts_reproduction_for_the_book() {
-    let mut story = String::from("=== lesson 3 ===\n");
-    let (mut servers, mut clients) = (Vec::new(), Vec::new());
-    reproduce("lesson3-server", &mut story, &mut servers, &mut clients);
-    story.push_str(
-        "=== lesson 4: the same steps on a fresh port (lesson 3's TIME-WAIT sockets still hold the old one) ===\n",
-    );
-    reproduce("lesson4-server", &mut story, &mut servers, &mut clients);
-
-    let mut text = normalize(&story, &book_replacements(&servers, &clients));
-    for server in &servers {
-        text = text.replace(&format!("sport = :{}\n", server.port()), "sport = :8890\n");
-    }
-    check_generated("timewait.txt", &text);
+    let reproduction = Reproduction::run(&mut |_| {});
+    check_generated("timewait.txt", &reproduction.for_the_book());
 }

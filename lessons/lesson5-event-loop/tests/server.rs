@@ -10,28 +10,17 @@ use std::net::{Shutdown, SocketAddr};
 use std::thread;
 use std::time::Duration;
 
-use common::{SERVER, cpu_ticks};
+use common::{SERVER, cpu_ticks, threads};
 use nix::sys::signal::Signal;
 use nix::sys::socket::{SockaddrStorage, getsockname, getsockopt, shutdown, sockopt};
 use testkit::tcp::{
     VanishingClient, assert_echo, client_chat, connect, echo, random_bytes, start_client,
     start_server, wait_for_socket,
 };
-use testkit::{LOCALHOST, Running, TcpState};
+use testkit::{LOCALHOST, TcpState};
 
 fn any_port() -> SocketAddr {
     SocketAddr::new(LOCALHOST, 0)
-}
-
-/// The number of threads of a process (/proc/PID/status).
-fn threads(server: &Running) -> usize {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid()))
-        .expect("read /proc/PID/status");
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("Threads:"))
-        .and_then(|n| n.trim().parse().ok())
-        .expect("a Threads line")
 }
 
 #[test]
@@ -74,7 +63,7 @@ fn a_hundred_clients_at_once_each_get_their_own_echo_from_one_thread() {
         streams.push(stream);
     }
     // All hundred are still connected, and still one thread serves them.
-    assert_eq!(threads(&server), 1, "{}", server.describe());
+    assert_eq!(threads(server.pid()), 1, "{}", server.describe());
 }
 
 #[test]

@@ -95,7 +95,8 @@ pub fn lesson_diff(old: &str, new: &str) -> String {
         .to_string()
 }
 
-fn is_anchor_marker(line: &str) -> bool {
+/// Whether `line` is an mdbook `// ANCHOR: x` or `// ANCHOR_END: x` marker.
+pub fn is_anchor_marker(line: &str) -> bool {
     let line = line.trim_start();
     line.starts_with("// ANCHOR:") || line.starts_with("// ANCHOR_END:")
 }
@@ -112,4 +113,60 @@ pub fn has_anchor(file: &Path, anchor: &str) -> bool {
         })
     };
     has("ANCHOR:") && has("ANCHOR_END:")
+}
+
+/// How a source file spends its lines on comments (COMMON convention 5):
+/// the runs of consecutive comment lines (`//`, `///`, `//!`) and the share
+/// of comment lines among non-blank ones. Anchor markers are not comments
+/// and do not break a run; a blank or code line does.
+#[derive(Debug, PartialEq)]
+pub struct CommentBudget {
+    /// Each run of consecutive comment lines: (first line, last line), 1-based.
+    pub runs: Vec<(usize, usize)>,
+    /// Comment lines.
+    pub comments: usize,
+    /// Non-blank lines that are not anchor markers.
+    pub non_blank: usize,
+}
+
+impl CommentBudget {
+    /// Measures `text`.
+    pub fn of(text: &str) -> CommentBudget {
+        let mut budget = CommentBudget {
+            runs: Vec::new(),
+            comments: 0,
+            non_blank: 0,
+        };
+        let mut run: Option<(usize, usize)> = None;
+        for (index, line) in text.lines().enumerate() {
+            let line_number = index + 1;
+            let trimmed = line.trim();
+            if is_anchor_marker(trimmed) {
+                continue;
+            }
+            if trimmed.starts_with("//") {
+                budget.comments += 1;
+                budget.non_blank += 1;
+                run = Some(run.map_or((line_number, line_number), |(first, _)| {
+                    (first, line_number)
+                }));
+                continue;
+            }
+            if !trimmed.is_empty() {
+                budget.non_blank += 1;
+            }
+            budget.runs.extend(run.take());
+        }
+        budget.runs.extend(run);
+        budget
+    }
+
+    /// Comment lines as a share of non-blank lines (0 for an empty file).
+    pub fn share(&self) -> f64 {
+        if self.non_blank == 0 {
+            0.0
+        } else {
+            self.comments as f64 / self.non_blank as f64
+        }
+    }
 }

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeSet;
 
-use book_checks::{files_under, pages};
+use book::{files_under, pages};
 
 /// snake_case names the book quotes that are not this repository's: the C
 /// originals' and the C library's, and std's. Anything else must be a

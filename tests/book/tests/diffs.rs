@@ -2,7 +2,7 @@
 //! the lesson sources; this fails when a committed one is stale, so the text
 //! cannot show a change the code no longer makes. `just diffs` rewrites them.
 
-use book_checks::{DIFFS, lesson_diff};
+use book::{DIFFS, lesson_diff};
 
 #[test]
 fn lesson_diffs_are_fresh() {

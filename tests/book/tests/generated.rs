@@ -3,7 +3,7 @@
 //! `CARGO_TARGET_DIR` elsewhere would make the stored file stale), and the
 //! folder's README says which command writes each of them.
 
-use book_checks::files_under;
+use book::files_under;
 
 /// Every text file under docs/src/generated, with its name.
 fn generated_text_files() -> Vec<(String, String)> {

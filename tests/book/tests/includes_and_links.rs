@@ -3,7 +3,7 @@
 //! `mdbook build` would only warn about (or silently render empty) fails
 //! here, without mdbook installed.
 
-use book_checks::{has_anchor, includes, pages};
+use book::{has_anchor, includes, pages};
 
 #[test]
 fn every_include_resolves_to_a_file_and_anchor() {

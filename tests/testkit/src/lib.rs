@@ -14,6 +14,8 @@ mod process;
 /// Helpers for the TCP lessons (3, 4 and 5): servers, clients, echoes, TCP states.
 pub mod tcp;
 mod tcp_table;
+/// The post's TIME_WAIT reproduction (lesson 4's test and `just timewait`).
+pub mod timewait;
 pub mod udp;
 
 pub use generated::{check_generated, normalize};

@@ -1,20 +1,29 @@
-//! What a held connection costs the machine, counted in full.
+//! What a held connection costs the machine, counted as far as /proc
+//! allows.
 //!
 //! A server's resident memory is only part of it. Each thread also has a
 //! kernel stack (16 KiB on x86-64), which no process's RSS includes: it
-//! shows in `KernelStack` of /proc/meminfo. Each socket has buffers, counted
-//! for all TCP sockets of the machine in /proc/net/sockstat (`mem`, in
-//! pages). And a server that forks shares pages between its processes, so
-//! their RSS added up would count those pages many times: the proportional
-//! set size (PSS, /proc/PID/smaps_rollup) splits each shared page between
-//! the processes that map it, so the sum over the server's processes counts
-//! every page once. The KernelStack and sockstat readings are machine-wide:
-//! before and after, with nothing else changing, their difference is the
-//! held connections'.
+//! shows in `KernelStack` of /proc/meminfo. Each process has page tables
+//! (`PageTables`), also outside every RSS and PSS. Each socket has buffers,
+//! counted for all TCP sockets of the machine in /proc/net/sockstat (`mem`,
+//! in pages). And a server that forks shares pages between its processes,
+//! so their RSS added up would count those pages many times: the
+//! proportional set size (PSS, /proc/PID/smaps_rollup) splits each shared
+//! page between the processes that map it, so the sum over the server's
+//! processes counts every page once. These machine-wide readings, before
+//! and after, with nothing else changing, differ by the held connections'.
+//!
+//! Not in the total: the kernel's slab objects per task (task_struct,
+//! mm_struct, files, sighand, signal …) and per socket (the socket and its
+//! inode). They show in /proc/meminfo's `SUnreclaim`, which the report
+//! gives beside the total, but that reading mixes both ends' sockets with
+//! the server's tasks and anything else the machine did meanwhile.
 
 use std::collections::HashMap;
 
 use anyhow::{Context, Result};
+use procfs::process::{Process, all_processes};
+use procfs::{Current, Meminfo};
 use serde::Serialize;
 
 /// Readings of the whole machine and of one server's processes.
@@ -22,6 +31,11 @@ use serde::Serialize;
 pub struct Snapshot {
     /// KernelStack of /proc/meminfo, KiB.
     pub kernel_stack_kib: u64,
+    /// PageTables of /proc/meminfo, KiB.
+    pub page_tables_kib: u64,
+    /// SUnreclaim of /proc/meminfo (slab objects the kernel cannot free
+    /// under pressure: task_struct, mm_struct, files, sighand, sockets …), KiB.
+    pub slab_unreclaimable_kib: u64,
     /// TCP `mem` of /proc/net/sockstat, in KiB.
     pub tcp_buffers_kib: u64,
     /// The server's main process: VmRSS, KiB.
@@ -35,11 +49,15 @@ pub struct Snapshot {
 
 /// Reads the machine and the process tree rooted at `pid`.
 pub fn snapshot(pid: u32) -> Result<Snapshot> {
-    let meminfo = std::fs::read_to_string("/proc/meminfo").context("cannot read /proc/meminfo")?;
-    let kernel_stack_kib =
-        field(&meminfo, "KernelStack:").context("no KernelStack in /proc/meminfo")?;
+    let meminfo = Meminfo::current().context("cannot read /proc/meminfo")?;
+    let kib = |bytes: Option<u64>, name: &str| {
+        bytes
+            .map(|bytes| bytes / 1024)
+            .with_context(|| format!("no {name} in /proc/meminfo"))
+    };
     let sockstat =
         std::fs::read_to_string("/proc/net/sockstat").context("cannot read /proc/net/sockstat")?;
+    // procfs does not read sockstat: the TCP line is "TCP: inuse N … mem PAGES".
     let tcp_pages = sockstat
         .lines()
         .find_map(|line| line.strip_prefix("TCP:"))
@@ -51,30 +69,35 @@ pub fn snapshot(pid: u32) -> Result<Snapshot> {
                 .and_then(|pair| pair[1].parse::<u64>().ok())
         })
         .context("no TCP mem in /proc/net/sockstat")?;
-    let page_kib = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
-        .ok()
-        .flatten()
-        .map_or(4, |bytes| bytes as u64 / 1024);
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .with_context(|| format!("cannot read /proc/{pid}/status (is the server running?)"))?;
-    let rss_kib = field(&status, "VmRSS:").context("no VmRSS")?;
+    let rss_kib = Process::new(pid as i32)
+        .and_then(|server| server.status())
+        .with_context(|| format!("cannot read /proc/{pid}/status (is the server running?)"))?
+        .vmrss
+        .context("no VmRSS")?;
     let mut snapshot = Snapshot {
-        kernel_stack_kib,
-        tcp_buffers_kib: tcp_pages * page_kib,
+        kernel_stack_kib: kib(meminfo.kernel_stack, "KernelStack")?,
+        page_tables_kib: kib(meminfo.page_tables, "PageTables")?,
+        slab_unreclaimable_kib: kib(meminfo.s_unreclaim, "SUnreclaim")?,
+        tcp_buffers_kib: tcp_pages * procfs::page_size() / 1024,
         rss_kib,
         ..Snapshot::default()
     };
     for member in tree(pid) {
-        // A process may exit between the listing and this read: skip it.
-        let Ok(status) = std::fs::read_to_string(format!("/proc/{member}/status")) else {
+        // A process may exit between the listing and these reads: skip it.
+        let Ok(process) = Process::new(member as i32) else {
             continue;
         };
-        let Ok(rollup) = std::fs::read_to_string(format!("/proc/{member}/smaps_rollup")) else {
+        let (Ok(status), Ok(rollup)) = (process.status(), process.smaps_rollup()) else {
             continue;
         };
         snapshot.processes += 1;
-        snapshot.threads += field(&status, "Threads:").unwrap_or(0);
-        snapshot.pss_kib += field(&rollup, "Pss:").unwrap_or(0);
+        snapshot.threads += status.threads;
+        snapshot.pss_kib += rollup
+            .memory_map_rollup
+            .iter()
+            .filter_map(|map| map.extension.map.get("Pss"))
+            .sum::<u64>()
+            / 1024;
     }
     Ok(snapshot)
 }
@@ -82,27 +105,13 @@ pub fn snapshot(pid: u32) -> Result<Snapshot> {
 /// `pid` and all its descendants, from the parent ids in /proc/*/stat.
 pub fn tree(pid: u32) -> Vec<u32> {
     let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
-    if let Ok(entries) = std::fs::read_dir("/proc") {
-        for entry in entries.flatten() {
-            let Some(child) = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| n.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
-                continue;
-            };
-            // The command name may hold spaces and parentheses: the fields
-            // after it start after the last ')'.
-            let parent = stat
-                .rsplit_once(')')
-                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-                .and_then(|ppid| ppid.parse::<u32>().ok());
-            if let Some(parent) = parent {
-                children.entry(parent).or_default().push(child);
-            }
+    for process in all_processes().into_iter().flatten().flatten() {
+        // A process may exit between the listing and this read: skip it.
+        if let Ok(stat) = process.stat() {
+            children
+                .entry(stat.ppid as u32)
+                .or_default()
+                .push(stat.pid as u32);
         }
     }
     let mut members = vec![pid];
@@ -114,14 +123,6 @@ pub fn tree(pid: u32) -> Vec<u32> {
         next += 1;
     }
     members
-}
-
-/// The number after `name` in a "Name:   1234 kB" style file.
-fn field(text: &str, name: &str) -> Option<u64> {
-    text.lines()
-        .find_map(|line| line.strip_prefix(name))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|value| value.parse().ok())
 }
 
 /// What `connections` held connections cost, from snapshots before and after.
@@ -145,18 +146,41 @@ impl Cost {
     pub fn kernel_stack_kib(&self) -> f64 {
         Self::delta(self.after.kernel_stack_kib, self.before.kernel_stack_kib)
     }
+    /// Page tables: a forked process has its own, threads share them.
+    pub fn page_tables_kib(&self) -> f64 {
+        Self::delta(self.after.page_tables_kib, self.before.page_tables_kib)
+    }
+    /// Unreclaimable slab, machine-wide: per-task objects and both ends'
+    /// socket objects. Shown beside the total, not in it (see the module
+    /// comment).
+    pub fn slab_kib(&self) -> f64 {
+        Self::delta(
+            self.after.slab_unreclaimable_kib,
+            self.before.slab_unreclaimable_kib,
+        )
+    }
     /// Socket buffers of both ends of every connection (client and server
     /// sockets are all on this machine).
     pub fn tcp_buffers_kib(&self) -> f64 {
         Self::delta(self.after.tcp_buffers_kib, self.before.tcp_buffers_kib)
     }
-    /// Everything charged to the server: its memory, the kernel stacks, and
-    /// half the socket buffers (its end of each connection; both ends did
-    /// the same work, one message each way).
+    /// What is charged to the server: its memory, the kernel stacks, the
+    /// page tables, and half the socket buffers (its end of each
+    /// connection; both ends did the same work, one message each way).
     pub fn total_kib(&self) -> f64 {
-        self.user_kib() + self.kernel_stack_kib() + self.tcp_buffers_kib() / 2.0
+        self.user_kib()
+            + self.kernel_stack_kib()
+            + self.page_tables_kib()
+            + self.tcp_buffers_kib() / 2.0
     }
+    /// The total over the connections the server holds: those it served
+    /// (opened but never served, as ncat's beyond its limit, cost it
+    /// nothing and must not dilute the figure).
     pub fn per_connection_kib(&self) -> f64 {
-        self.total_kib() / self.connections.max(1) as f64
+        self.total_kib() / self.held()
+    }
+    /// Connections the server took and echoed, and holds (at least 1).
+    pub fn held(&self) -> f64 {
+        self.served.max(1) as f64
     }
 }

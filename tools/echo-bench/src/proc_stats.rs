@@ -2,6 +2,7 @@
 //! open file descriptors of a process.
 
 use anyhow::{Context, Result};
+use procfs::process::Process;
 use serde::Serialize;
 
 #[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
@@ -14,22 +15,19 @@ pub struct ProcStats {
 
 /// Reads the stats of process `pid`.
 pub fn read(pid: u32) -> Result<ProcStats> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+    let process = Process::new(pid as i32)
+        .with_context(|| format!("no process {pid} (is the server running?)"))?;
+    let status = process
+        .status()
         .with_context(|| format!("cannot read /proc/{pid}/status (is the server running?)"))?;
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix(name))
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|value| value.parse().ok())
-            .with_context(|| format!("no {name} in /proc/{pid}/status"))
-    };
-    let open_fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .with_context(|| format!("cannot list /proc/{pid}/fd"))?
-        .count() as u64;
+    let open_fds = process
+        .fd_count()
+        .with_context(|| format!("cannot list /proc/{pid}/fd"))? as u64;
     Ok(ProcStats {
-        rss_kib: field("VmRSS:")?,
-        threads: field("Threads:")?,
+        rss_kib: status
+            .vmrss
+            .with_context(|| format!("no VmRSS in /proc/{pid}/status"))?,
+        threads: status.threads,
         open_fds,
     })
 }

@@ -6,7 +6,7 @@
 //! closed-loop round trips at every load point (median of several runs,
 //! each checked against Little's law), fairness per point, an open-loop
 //! sweep of offered rates (latency from each send's due time), and what a
-//! held connection costs in memory, kernel stacks and socket buffers. Then
+//! held connection costs in memory, kernel stacks, page tables and socket buffers. Then
 //! lesson 4's original backlog of 10 against a burst of clients, and churn.
 //! It prints the tables, writes them into the book's generated files (quick
 //! mode writes under the target directory instead), and exits non-zero when
@@ -231,13 +231,15 @@ pub fn run(quick: bool) -> Result<bool> {
             runs.sort_by(|a, b| a.per_connection_kib().total_cmp(&b.per_connection_kib()));
             let cost = runs.swap_remove(runs.len() / 2);
             println!(
-                "{:<42} hold {held}: {} served, {:.1} KiB per connection (memory {:.0} KiB, kernel stacks {:.0} KiB, socket buffers {:.0} KiB for both ends), main process RSS {:.1} MiB, {} threads, {} processes",
+                "{:<42} hold {held}: {} served, {:.1} KiB per connection (memory {:.0} KiB, kernel stacks {:.0} KiB, page tables {:.0} KiB, socket buffers {:.0} KiB for both ends; slab {:.0} KiB not counted), main process RSS {:.1} MiB, {} threads, {} processes",
                 peer.label,
                 cost.served,
                 cost.per_connection_kib(),
                 cost.user_kib(),
                 cost.kernel_stack_kib(),
+                cost.page_tables_kib(),
                 cost.tcp_buffers_kib(),
+                cost.slab_kib(),
                 mib(cost.after.rss_kib),
                 cost.after.threads,
                 cost.after.processes

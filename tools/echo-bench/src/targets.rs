@@ -50,7 +50,7 @@ pub fn targets(
         let (four, five) = (cost(LESSON4, held), cost(LESSON5, held));
         targets.push(Target {
             what: format!(
-                "memory per connection at {held} held: lesson 5 ≤ 1/5 of lesson 4 (memory + kernel stacks + socket buffers)"
+                "memory per connection at {held} held: lesson 5 ≤ 1/5 of lesson 4 (memory + kernel stacks + page tables + socket buffers)"
             ),
             measured: match (four, five) {
                 (Some(four), Some(five)) => format!(

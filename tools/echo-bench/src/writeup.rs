@@ -16,13 +16,13 @@ use crate::suite::{Point, Scale, TARGET_CONNECTIONS, TARGET_SIZE, mib, target_po
 
 pub fn limits_table(limits: &[limits::Limit]) -> String {
     let mut md = String::from(
-        "## Limits on threads and processes of this machine\n\nA server that spends a thread (or a process) per client stops at the lowest of these; they were read from this machine, not assumed.\n\n| limit | read from | value | what it bounds |\n|---|---|---:|---|\n",
+        "## Limits on threads and processes of this machine\n\nA server that spends a thread (or a process) per client stops at the one that leaves the least room once what is in use is taken off; they were read from this machine, not assumed.\n\n| limit | read from | value | in use | what it bounds |\n|---|---|---:|---:|---|\n",
     );
     for limit in limits {
         let _ = writeln!(
             md,
-            "| `{}` | `{}` | {} | {} |",
-            limit.name, limit.source, limit.value_text, limit.meaning
+            "| `{}` | `{}` | {} | {} | {} |",
+            limit.name, limit.source, limit.value_text, limit.in_use_text, limit.meaning
         );
     }
     md
@@ -93,19 +93,21 @@ pub fn open_loop_table(scale: &Scale, open: &[(Peer, LoadReport)]) -> String {
 
 pub fn memory_table(costs: &[(Peer, Cost)]) -> String {
     let mut md = String::from(
-        "## What a held connection costs\n\nA fresh server, then N connections opened and echoed once each, then held. The differences before → after: the server's memory (PSS summed over its processes, so pages a forking server shares count once), kernel stacks (`KernelStack` in /proc/meminfo: one per thread, which no RSS includes), and TCP socket buffers (`mem` in /proc/net/sockstat, both ends: the load generator's sockets are on this machine too, so half is charged to the server). Machine-wide readings include whatever else ran meanwhile. Median of the runs by cost per connection.\n\n| server | held | served | memory | kernel stacks | socket buffers (both ends) | per connection | main process RSS | threads | processes |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "## What a held connection costs\n\nA fresh server, then N connections opened and echoed once each, then held. The differences before → after: the server's memory (PSS summed over its processes, so pages a forking server shares count once), kernel stacks (`KernelStack` in /proc/meminfo: one per thread, which no RSS includes), page tables (`PageTables`: one set per process, in no RSS or PSS either), and TCP socket buffers (`mem` in /proc/net/sockstat, both ends: the load generator's sockets are on this machine too, so half is charged to the server). *Per connection* is their total over the connections the server served and holds, not the ones opened: a server that serves only some of the connections opened (ncat here) is not made cheaper by the ones it never served. Not in the total: the kernel's slab objects for each task (task_struct, mm_struct, files, sighand …) and each socket; the *slab* column is the change in `SUnreclaim` of /proc/meminfo, which holds them, but machine-wide and for both ends' sockets. Machine-wide readings include whatever else ran meanwhile. Median of the runs by cost per connection.\n\n| server | opened | served (held) | memory | kernel stacks | page tables | socket buffers (both ends) | per connection | slab (not in it) | main process RSS | threads | processes |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for (peer, cost) in costs {
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {:.1} MiB | {:.1} MiB | {:.1} MiB | **{:.1} KiB** | {:.1} MiB | {} | {} |",
+            "| {} | {} | {} | {:.1} MiB | {:.1} MiB | {:.1} MiB | {:.1} MiB | **{:.1} KiB** | {:.1} MiB | {:.1} MiB | {} | {} |",
             peer.label,
             cost.connections,
             cost.served,
             cost.user_kib() / 1024.0,
             cost.kernel_stack_kib() / 1024.0,
+            cost.page_tables_kib() / 1024.0,
             cost.tcp_buffers_kib() / 1024.0,
             cost.per_connection_kib(),
+            cost.slab_kib() / 1024.0,
             mib(cost.after.rss_kib),
             cost.after.threads,
             cost.after.processes
@@ -267,34 +269,35 @@ pub fn summary(
     if let Some(four) = cost(LESSON4) {
         let _ = writeln!(
             md,
-            "- **Lesson 4 (a thread per client)** held {} connections ({} served) with {} threads. Each connection cost {:.1} KiB: {:.1} KiB of the server's own memory, {:.1} KiB of kernel stack and {:.1} KiB of socket buffers (its half).",
-            four.connections,
+            "- **Lesson 4 (a thread per client)** held {} connections ({} opened) with {} threads. Each connection cost {:.1} KiB: {:.1} KiB of the server's own memory, {:.1} KiB of kernel stack, {:.1} KiB of page tables and {:.1} KiB of socket buffers (its half), besides the kernel's slab objects per thread and socket, which this total leaves out.",
             four.served,
+            four.connections,
             four.after.threads,
             four.per_connection_kib(),
-            four.user_kib() / four.connections as f64,
-            four.kernel_stack_kib() / four.connections as f64,
-            four.tcp_buffers_kib() / 2.0 / four.connections as f64
+            four.user_kib() / four.held(),
+            four.kernel_stack_kib() / four.held(),
+            four.page_tables_kib() / four.held(),
+            four.tcp_buffers_kib() / 2.0 / four.held()
         );
     }
     if let Some(five) = cost(LESSON5) {
         let _ = writeln!(
             md,
-            "- **Lesson 5 (epoll, one thread)** held {} connections ({} served) in {:.1} MiB resident with {} thread: {:.1} KiB per connection, of which {:.1} KiB are socket buffers.",
-            five.connections,
+            "- **Lesson 5 (epoll, one thread)** held {} connections ({} opened) in {:.1} MiB resident with {} thread: {:.1} KiB per connection, of which {:.1} KiB are socket buffers.",
             five.served,
+            five.connections,
             mib(five.after.rss_kib),
             five.after.threads,
             five.per_connection_kib(),
-            five.tcp_buffers_kib() / 2.0 / five.connections as f64
+            five.tcp_buffers_kib() / 2.0 / five.held()
         );
     }
     if let Some(fork) = cost(FORK) {
         let _ = writeln!(
             md,
-            "- **A process per client** (fork) held {} connections ({} served) with {} processes: {:.1} KiB per connection.",
-            fork.connections,
+            "- **A process per client** (fork) held {} connections ({} opened) with {} processes: {:.1} KiB per connection.",
             fork.served,
+            fork.connections,
             fork.after.processes,
             fork.per_connection_kib()
         );
@@ -322,8 +325,14 @@ pub fn summary(
     if let Some((limit, threads)) = limits::lowest(limits) {
         let _ = writeln!(
             md,
-            "- Where thread-per-client stops on this machine: at most {threads} threads, set by `{}` ({}), less what is already in use; and at {nofile} open descriptors per process (`RLIMIT_NOFILE`, hard limit), one per client, which binds every design here, lesson 5's too.",
-            limit.name, limit.meaning
+            "- Where thread-per-client stops on this machine: at most {threads} threads, set by `{}` ({}{}), the limit that leaves the least room. Every design that keeps its clients' sockets in one process (lessons 4 and 5, tokio) also stops at {nofile} open descriptors (`RLIMIT_NOFILE`, hard limit), one per client; the fork server and ncat do not, since their parent closes each client's socket once a child holds it.",
+            limit.name,
+            limit.meaning,
+            if limit.in_use_text.is_empty() {
+                String::new()
+            } else {
+                format!("; {} in use when read", limit.in_use_text)
+            }
         );
     }
     md

@@ -8,27 +8,14 @@ use testkit::tcp::{assert_echo, close, connect, random_bytes, start_server};
 
 /// The server's children and their states ('Z' for a zombie), from /proc.
 fn children(pid: u32) -> Vec<(u32, char)> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").expect("list /proc").flatten() {
-        let Some(child) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
-            continue;
-        };
-        let Some((_, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        if fields.get(1).and_then(|p| p.parse::<u32>().ok()) == Some(pid) {
-            found.push((child, fields[0].chars().next().unwrap_or('?')));
-        }
-    }
-    found
+    procfs::process::all_processes()
+        .expect("list /proc")
+        .flatten()
+        // A process may exit between the listing and this read: skip it.
+        .filter_map(|process| process.stat().ok())
+        .filter(|stat| stat.ppid as u32 == pid)
+        .map(|stat| (stat.pid as u32, stat.state))
+        .collect()
 }
 
 #[test]

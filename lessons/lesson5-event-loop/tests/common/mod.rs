@@ -7,32 +7,34 @@
 #![allow(dead_code)] // Each test file uses only some of these.
 
 use nix::unistd::Pid;
+use procfs::process::Process;
 
 pub const CHAT: &str = "lesson5-chat";
 pub const SERVER: &str = "lesson5-server";
 pub const CLIENT: &str = "lesson5-client";
 
+/// The process as /proc shows it.
+pub fn process(pid: Pid) -> Process {
+    Process::new(pid.as_raw()).expect("the process is in /proc")
+}
+
 /// CPU time the process used so far (user + system), in clock ticks
-/// (1/100 s on Linux): fields 14 and 15 of /proc/PID/stat.
+/// (1/100 s on Linux), from /proc/PID/stat.
 pub fn cpu_ticks(pid: Pid) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc/PID/stat");
-    // The command name (field 2) is in parentheses and may hold spaces:
-    // count fields after its closing parenthesis, which is field 3's start.
-    let after_name = &stat[stat.rfind(')').expect("a (comm) field") + 2..];
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let utime: u64 = fields[14 - 3].parse().expect("utime");
-    let stime: u64 = fields[15 - 3].parse().expect("stime");
-    utime + stime
+    let stat = process(pid).stat().expect("read /proc/PID/stat");
+    stat.utime + stat.stime
 }
 
 /// The process's resident memory (VmRSS in /proc/PID/status), in KiB.
 pub fn rss_kib(pid: Pid) -> u64 {
-    let status =
-        std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/PID/status");
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|value| value.split_whitespace().next())
-        .and_then(|kib| kib.parse().ok())
-        .expect("a VmRSS line")
+    let status = process(pid).status().expect("read /proc/PID/status");
+    status.vmrss.expect("a VmRSS line")
+}
+
+/// The number of threads of a process (/proc/PID/status).
+pub fn threads(pid: Pid) -> u64 {
+    process(pid)
+        .status()
+        .expect("read /proc/PID/status")
+        .threads
 }
