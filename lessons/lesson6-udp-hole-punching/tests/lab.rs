@@ -614,6 +614,61 @@ fn a_symmetric_nat_defeats_the_punch_and_the_peers_say_so() {
     );
 }
 
+/// Mapping and filtering are separate (RFC 4787). router2 keeps its
+/// symmetric mapping; router1 filters endpoint-independently: it forwards
+/// whatever arrives at its port 55501 to alice (a port forward, no
+/// firewall). bob's probe leaves router2 from a port nobody announced, but
+/// router1 lets it in; alice answers it where it came from, which is the
+/// reply to bob's flow, and router2 lets that in. The punch works.
+#[test]
+fn a_symmetric_mapping_facing_endpoint_independent_filtering_is_punched() {
+    let test = "a_symmetric_mapping_facing_endpoint_independent_filtering_is_punched";
+    let topology =
+        Topology::nat_scene_with(Router::masquerade_only(), Router::home(Mapping::Symmetric));
+    let Some(lab) = lab_for_test(&topology, test) else {
+        return;
+    };
+    lab.nft(
+        "router1",
+        &format!(
+            "table ip forward_in {{
+\tchain prerouting {{
+\t\ttype nat hook prerouting priority dstnat; policy accept;
+\t\tiifname \"wan\" udp dport {PEER_PORT} dnat to {ALICE}:{PEER_PORT}
+\t}}
+}}
+"
+        ),
+    )
+    .unwrap();
+    let _server = start_rendezvous(&lab);
+    let (mut alice, mut bob) = start_pair(&lab, ("alice", "alice", &[]), ("bob", "bob", &[]));
+    let line = alice.expect_stdout_line("bob is at public ");
+    let announced = line
+        .split_whitespace()
+        .nth(4)
+        .and_then(|word| word.trim_end_matches(',').parse::<SocketAddr>().ok())
+        .unwrap();
+    // alice hears bob from another port than the one the rendezvous saw.
+    let path = alice.expect_stdout_line("path: unexpected 203.0.113.2:");
+    assert!(!path.contains(&announced.to_string()), "{path}");
+    bob.expect_stdout_line(&format!(
+        "path: public {}: talking to alice directly",
+        endpoint(ROUTER1_WAN, PEER_PORT)
+    ));
+    bob.expect_stdout(PROMPT);
+    bob.type_line("through a symmetric NAT");
+    let line = alice.expect_stdout_line("[from bob] ");
+    assert_eq!(received(&line, "bob"), "through a symmetric NAT");
+    alice.expect_stdout(PROMPT);
+    alice.type_line("and back");
+    let line = bob.expect_stdout_line("[from alice] ");
+    assert_eq!(received(&line, "alice"), "and back");
+    alice.type_line("quit");
+    assert!(alice.wait_exit().success(), "{}", alice.describe());
+    bob.expect_stdout_line("alice left the chat");
+}
+
 // ---- case 5 ----
 
 /// After punching and one message, the chat idles for twice router
