@@ -368,6 +368,27 @@ fn with_the_drop_rule_a_late_probe_still_meets_the_peer() {
         entries.iter().any(|entry| entry.starts_with(&alice_flow)),
         "alice's flow to bob keeps port {PEER_PORT}: {entries:#?}"
     );
+    // bob's dropped probes left no entry of their own behind.
+    let from_bob = format!("udp src={ROUTER2_WAN} ");
+    assert!(
+        !entries.iter().any(|entry| entry.starts_with(&from_bob)),
+        "{entries:#?}"
+    );
+}
+
+/// Behind one masquerade-only router the race matters, and its own peer
+/// must win it: alice (behind router1, no firewall) probes first, her
+/// probe is dropped by router2 without a trace, and bob's late probe
+/// reaches her as the answer to her flow.
+#[test]
+fn behind_one_masquerade_only_router_the_punch_works_if_its_peer_probes_first() {
+    let test = "behind_one_masquerade_only_router_the_punch_works_if_its_peer_probes_first";
+    let topology = Topology::nat_scene_with(Router::masquerade_only(), Router::home(EASY));
+    let Some(lab) = lab_for_test(&topology, test) else {
+        return;
+    };
+    punch_and_chat(&lab, &["--probe-delay-ms", "1100"]);
+    assert!(unsolicited_drops(&lab, "router2").unwrap() >= 1);
 }
 
 /// With routers that only masquerade (no firewall), the same late start
