@@ -76,7 +76,10 @@ impl Packet {
             return None;
         };
         let header = ipv4.header();
-        let start = frame.len() - header.slice().len() - ipv4.payload().payload.len();
+        // The IP packet within the frame: from its header (after the link
+        // header) for its total length (a frame may carry padding after it).
+        let start = header.slice().as_ptr() as usize - frame.as_ptr() as usize;
+        let end = (start + usize::from(header.total_len())).min(frame.len());
         let contents = match &sliced.transport {
             Some(TransportSlice::Udp(udp)) if !ipv4.payload().fragmented => Contents::Udp {
                 source_port: udp.source_port(),
@@ -98,7 +101,7 @@ impl Packet {
         };
         Some(Packet {
             line,
-            ip: frame[start..].to_vec(),
+            ip: frame[start..end].to_vec(),
             source: header.source_addr(),
             destination: header.destination_addr(),
             contents,
@@ -494,6 +497,51 @@ fn renumber_ports(line: &str, ports: &mut HashMap<String, String>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use etherparse::PacketBuilder;
+
+    const MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
+
+    #[test]
+    fn a_frame_parses_into_its_udp_datagram_or_the_icmp_error_about_one() {
+        let (a, b) = ([203, 0, 113, 2], [203, 0, 113, 1]);
+        let mut frame = Vec::new();
+        PacketBuilder::ethernet2(MAC, MAC)
+            .ipv4(a, b, 64)
+            .udp(55501, 55502)
+            .write_to_vec(&mut frame, b"PUNCH")
+            .unwrap();
+        let ip = frame[14..].to_vec();
+        // A frame padded to Ethernet's 60-byte minimum: the padding is not
+        // part of the IP packet.
+        frame.resize(60, 0);
+        let udp = Packet::parse("udp".into(), &frame).unwrap();
+        assert_eq!(udp.ip, ip);
+        assert_eq!(udp.udp_source(), Some(SocketAddrV4::new(a.into(), 55501)));
+        assert_eq!(
+            udp.udp_destination(),
+            Some(SocketAddrV4::new(b.into(), 55502))
+        );
+        assert_eq!(udp.udp_payload(), b"PUNCH");
+
+        // The answer of b: port unreachable, quoting the datagram.
+        let mut error = Vec::new();
+        PacketBuilder::ethernet2(MAC, MAC)
+            .ipv4(b, a, 64)
+            .icmpv4(Icmpv4Type::DestinationUnreachable(
+                icmpv4::DestUnreachableHeader::Port,
+            ))
+            .write_to_vec(&mut error, &ip)
+            .unwrap();
+        let icmp = Packet::parse("icmp".into(), &error).unwrap();
+        assert_eq!(
+            icmp.contents,
+            Contents::PortUnreachable {
+                source: SocketAddrV4::new(a.into(), 55501),
+                destination: SocketAddrV4::new(b.into(), 55502),
+            }
+        );
+        assert_eq!(icmp.udp_payload(), b"");
+    }
 
     #[test]
     fn normalize_hides_what_is_random_by_design() {
