@@ -13,6 +13,7 @@ use book::{code_spans, files_under, pages};
 /// function (most often a test) or a solution binary in the workspace.
 const NOT_OURS: &[&str] = &[
     "die_with_error",
+    "epoll_ctl",
     "inet_pton",
     "pthread_create",
     "pthread_detach",
