@@ -7,6 +7,9 @@
 //! generated diffs fresh. This file holds what they share: the book's pages
 //! and the lesson diffs.
 
+/// The first use of a glossary term in a chapter links to its entry.
+pub mod glossary;
+
 use std::path::{Path, PathBuf};
 
 /// Every Markdown page under docs/src, with its path.
