@@ -64,6 +64,8 @@ fn main() -> Result<()> {
         "the echo should upper-case ASCII letters only"
     );
     drop(client);
-    server.join().expect("the server thread ends when the client leaves");
+    server
+        .join()
+        .expect("the server thread ends when the client leaves");
     Ok(())
 }

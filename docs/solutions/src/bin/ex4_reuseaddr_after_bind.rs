@@ -13,14 +13,19 @@ use std::time::Duration;
 use anyhow::{Result, ensure};
 use nix::errno::Errno;
 use nix::sys::socket::{
-    AddressFamily, Backlog, SockFlag, SockType, SockaddrStorage, accept, bind, getsockname,
-    listen, setsockopt, socket, sockopt,
+    AddressFamily, Backlog, SockFlag, SockType, SockaddrStorage, accept, bind, getsockname, listen,
+    setsockopt, socket, sockopt,
 };
 
 /// A TCP socket; with `option_first`, SO_REUSEADDR is set before `bind`,
 /// otherwise after it, as the exercise's lesson 4 with its steps swapped.
 fn bind_with_reuseaddr(addr: SocketAddr, option_first: bool) -> Result<OwnedFd, Errno> {
-    let fd = socket(AddressFamily::Inet, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)?;
+    let fd = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
     // ANCHOR: solution
     if option_first {
         setsockopt(&fd, sockopt::ReuseAddr, &true)?;
