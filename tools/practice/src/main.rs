@@ -145,10 +145,8 @@ fn check(number: u32, only: Option<usize>, reference: bool, out: &mut dyn Write)
         out,
         &mut |stage, state| progress.record(&lesson.krate, stage, state),
     )?;
-    if only.is_none() {
-        if let Verdict::FailedAt(k) | Verdict::CannotRun(k) = verdict {
-            progress.forget_after(&lesson.krate, k);
-        }
+    if let (None, Verdict::FailedAt(k) | Verdict::CannotRun(k)) = (only, &verdict) {
+        progress.forget_after(&lesson.krate, *k);
     }
     progress.save(&path)?;
 
