@@ -162,6 +162,8 @@ fn is_not_now(err: &std::io::Error) -> bool {
 struct Client {
     stream: TcpStream,
     lines: BufReader<TcpStream>,
+    /// How the server knows us: the prefix of our lines.
+    me: SocketAddr,
 }
 
 impl Client {
@@ -170,6 +172,7 @@ impl Client {
         stream.set_read_timeout(Some(Duration::from_secs(5)))?;
         let mut client = Client {
             lines: BufReader::new(stream.try_clone()?),
+            me: stream.local_addr()?,
             stream,
         };
         // Once the welcome is here, the server has made us a member.
@@ -185,7 +188,7 @@ impl Client {
     }
 
     fn says(&self, line: &str) -> String {
-        format!("{}: {line}", self.stream.local_addr().unwrap())
+        format!("{}: {line}", self.me)
     }
 }
 
