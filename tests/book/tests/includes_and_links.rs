@@ -49,7 +49,8 @@ fn heading_id(heading: &str) -> String {
         .collect()
 }
 
-/// The ids of the headings of a Markdown page (outside code blocks).
+/// The ids of the headings of a Markdown page (outside code blocks), and
+/// of its explicit anchors (`<a id="epoll"></a>`, as the glossary has).
 fn heading_ids(text: &str) -> Vec<String> {
     let mut fenced = false;
     let mut ids = Vec::new();
@@ -58,6 +59,13 @@ fn heading_ids(text: &str) -> Vec<String> {
             fenced = !fenced;
         } else if !fenced && line.starts_with('#') {
             ids.push(heading_id(line.trim_start_matches('#').trim()));
+        } else if !fenced {
+            ids.extend(
+                line.split("<a id=\"")
+                    .skip(1)
+                    .filter_map(|rest| rest.split('"').next())
+                    .map(str::to_owned),
+            );
         }
     }
     ids
