@@ -1,27 +1,160 @@
-//! Plumbing for lesson 6's tests: start the rendezvous and peers on
-//! loopback, and a plain UDP socket that speaks the protocol, to play a
-//! peer (or a stranger) the test controls exactly.
+//! Plumbing for lesson 7's tests: start the rendezvous and peers on
+//! loopback, a plain UDP socket that speaks the protocol, to play a peer
+//! (or a stranger) the test controls exactly, and two such peers met.
 #![allow(dead_code)]
 
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
-use lesson7_nat_traversal::protocol::{self, Message};
+use lesson7_nat_traversal::protocol::{self, Cookie, Message, Role, Token};
 use testkit::{LOCALHOST, Running, command, find_socket_addr};
 
 pub const RENDEZVOUS: &str = "lesson7-rendezvous";
 pub const PEER: &str = "lesson7-peer";
 pub const PROMPT: &str = "Enter message ('quit' to exit): ";
 
-/// Starts the rendezvous on a free loopback port with `extra` arguments;
-/// returns it with the address it bound.
-pub fn start_rendezvous(extra: &[&str]) -> (Running, SocketAddr) {
+/// The rendezvous, its address, and its second port's address.
+pub struct Server {
+    pub running: Running,
+    pub addr: SocketAddr,
+    pub second: SocketAddr,
+}
+
+/// Starts the rendezvous on a free loopback port with `extra` arguments.
+pub fn start_rendezvous(extra: &[&str]) -> Server {
     let mut args = vec!["--bind", "127.0.0.1:0"];
     args.extend_from_slice(extra);
-    let server = Running::start("rendezvous", command(RENDEZVOUS, &args));
-    let line = server.expect_stdout_line("rendezvous listening on ");
+    let running = Running::start("rendezvous", command(RENDEZVOUS, &args));
+    let line = running.expect_stdout_line("rendezvous listening on ");
     let addr = find_socket_addr(&line).unwrap_or_else(|| panic!("no address in {line:?}"));
-    (server, addr)
+    let line = running.expect_stdout_line("mapping check on ");
+    let second = find_socket_addr(&line).unwrap_or_else(|| panic!("no address in {line:?}"));
+    Server {
+        running,
+        addr,
+        second,
+    }
+}
+
+/// A peer played by the test: its socket, name, and cookie.
+pub struct Played {
+    pub speaker: Speaker,
+    pub name: String,
+    pub cookie: Cookie,
+}
+
+/// Registers `name` from a new socket and has the second port check its
+/// mapping; `hard`: from another socket, as a NAT that gives each
+/// destination its own port would show it.
+pub fn register_and_map(server: &Server, name: &str, hard: bool) -> Played {
+    let speaker = Speaker::new();
+    let private = speaker.addr();
+    speaker.send(
+        &Message::Register {
+            name: name.into(),
+            private,
+            cookie: None,
+        },
+        server.addr,
+    );
+    let Message::Registered { cookie, .. } = speaker.receive().0 else {
+        panic!("{name}: no REGISTERED");
+    };
+    let other = Speaker::new();
+    let from = if hard { &other } else { &speaker };
+    from.send(
+        &Message::Mapping {
+            name: name.into(),
+            cookie,
+        },
+        server.second,
+    );
+    let (answer, _) = from.receive();
+    assert_eq!(
+        answer,
+        Message::Mapped {
+            name: name.into(),
+            public: from.addr()
+        }
+    );
+    Played {
+        speaker,
+        name: name.into(),
+        cookie,
+    }
+}
+
+impl Played {
+    pub fn connect(&self, peer: &str, server: &Server) {
+        let (name, cookie) = (self.name.clone(), self.cookie);
+        self.speaker.send(
+            &Message::Connect {
+                name,
+                peer: peer.into(),
+                cookie,
+            },
+            server.addr,
+        );
+    }
+
+    /// The PEER answer: the session's token and our role.
+    pub fn receive_peer(&self) -> (Token, Role) {
+        loop {
+            match self.speaker.receive().0 {
+                Message::Peer { token, role, .. } => return (token, role),
+                Message::Waiting { .. } => {}
+                other => panic!("{}: expected PEER, got {other:?}", self.name),
+            }
+        }
+    }
+
+    pub fn allocate(&self, peer: &str, token: Token, server: &Server) {
+        let request = Message::Allocate {
+            name: self.name.clone(),
+            peer: peer.into(),
+            token,
+            cookie: self.cookie,
+        };
+        self.speaker.send(&request, server.addr);
+    }
+}
+
+/// alice and bob, registered, mapped (`hard`: whose NAT is hard), and
+/// introduced; with their token and roles.
+pub fn meet(server: &Server, hard: (bool, bool)) -> (Played, Played, Token, (Role, Role)) {
+    let alice = register_and_map(server, "alice", hard.0);
+    let bob = register_and_map(server, "bob", hard.1);
+    alice.connect("bob", server);
+    assert_eq!(
+        alice.speaker.receive().0,
+        Message::Waiting { peer: "bob".into() }
+    );
+    bob.connect("alice", server);
+    let (token, role_a) = alice.receive_peer();
+    let (token_b, role_b) = bob.receive_peer();
+    assert_eq!(token, token_b);
+    (alice, bob, token, (role_a, role_b))
+}
+
+/// alice and bob (easy NATs) with a relay allocated for both.
+pub fn relayed(server: &Server) -> (Played, Played, Token) {
+    let (alice, bob, token, _) = meet(server, (false, false));
+    alice.allocate("bob", token, server);
+    assert_eq!(
+        alice.speaker.receive().0,
+        Message::Waiting { peer: "bob".into() }
+    );
+    bob.allocate("alice", token, server);
+    let max = protocol::RELAY_MAX;
+    assert_eq!(
+        bob.speaker.receive().0,
+        Message::Allocated {
+            peer: "alice".into(),
+            token,
+            max
+        }
+    );
+    (alice, bob, token)
 }
 
 /// Starts a peer named `name` that wants `peer`, bound to a free loopback
