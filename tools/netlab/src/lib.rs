@@ -39,6 +39,8 @@ mod capture;
 mod lab;
 /// Lesson 6's scene: two homes behind NAT routers and a rendezvous server.
 pub mod nat;
+/// Lesson 7's scene: every kind of NAT (RFC 4787), a routed internet.
+pub mod p2p;
 mod topology;
 
 pub use access::{Access, IN_USERNS, access};
