@@ -121,6 +121,16 @@ pub const KINDS: &[&str] = &[
     "cgnat",
 ];
 
+impl Default for Behaviour {
+    /// `eim-apdf`: what most home routers do.
+    fn default() -> Behaviour {
+        Behaviour::new(
+            Mapping::EndpointIndependent,
+            Filtering::AddressAndPortDependent,
+        )
+    }
+}
+
 impl Behaviour {
     fn new(mapping: Mapping, filtering: Filtering) -> Behaviour {
         Behaviour {
@@ -249,6 +259,29 @@ impl fmt::Display for Nat {
 }
 
 impl Nat {
+    /// One line: the kind in RFC 4787's terms.
+    pub fn summary(&self) -> String {
+        match self {
+            Nat::None => "no NAT, no firewall: public addresses".into(),
+            Nat::NoFirewall => {
+                "endpoint-independent mapping (masquerade), no firewall: unsolicited datagrams reach the router".into()
+            }
+            Nat::Cgnat => "a home router (eim-apdf) behind a carrier-grade NAT (eim-apdf+hairpin+no-pp) in 100.64.0.0/10".into(),
+            Nat::Home(b) => {
+                let mapping = match b.mapping {
+                    Mapping::EndpointIndependent => "endpoint-independent mapping",
+                    Mapping::Symmetric => "address-and-port-dependent mapping (\"symmetric\")",
+                };
+                let filtering = match b.filtering {
+                    Filtering::EndpointIndependent => "endpoint-independent filtering (\"full cone\")",
+                    Filtering::AddressDependent => "address-dependent filtering",
+                    Filtering::AddressAndPortDependent => "address-and-port-dependent filtering",
+                };
+                format!("{mapping}, {filtering}")
+            }
+        }
+    }
+
     /// What this NAT does, in RFC 4787's terms, one line each.
     pub fn describe(&self) -> Vec<String> {
         let b = match self {
