@@ -50,6 +50,12 @@ lesson5-server *args:
 lesson5-client *args:
     cargo run -q -p lesson5-event-loop --bin lesson5-client -- "$@"
 
+# ---- lesson 7: every kind of NAT, birthday punching, a relay ----
+
+# Lesson 7 on loopback (no root): the rendezvous, alice and bob in tmux; `just lesson7 rendezvous|alice|bob` starts one here (args pass through). Behind real NATs: `just lab p2p --nat1 KIND --nat2 KIND`.
+lesson7 *args:
+    @bash scripts/lesson7.sh "$@"
+
 # ---- tests and CI ----
 
 # Run every test of the workspace.

@@ -1,7 +1,8 @@
-//! Lesson 6: peer to peer across NATs. Two binaries share this library:
-//! `lesson6-rendezvous`, the server where peers meet, and `lesson6-peer`,
-//! the chat that punches through the NATs. The socket calls are in the
-//! binaries; here are the protocol and two small helpers they both need.
+//! Lesson 7: peer to peer across every kind of NAT. Two binaries share this
+//! library: `lesson7-rendezvous`, the server where peers meet (and the
+//! relay), and `lesson7-peer`, the chat that always gets through. The
+//! socket calls are in the binaries; here are the protocol and two small
+//! helpers they both need.
 
 pub mod protocol;
 

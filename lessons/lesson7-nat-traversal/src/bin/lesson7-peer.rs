@@ -556,6 +556,23 @@ impl Meeting<'_> {
             cookie,
         }
     }
+
+    /// MAPPED: what the second port saw, compared with what the first saw.
+    fn mapped(&mut self, public: SocketAddr) {
+        if self.mapped {
+            return;
+        }
+        self.mapped = true;
+        let same = Some(public) == self.first_public;
+        println!(
+            "the second port sees us at {public}: {}",
+            if same {
+                "the same port, our NAT keeps one port for every destination"
+            } else {
+                "another port, our NAT gives each destination its own (the hard side)"
+            }
+        );
+    }
     // ANCHOR_END: mapping
 
     /// Gives up when the rendezvous is silent too long, or the peer does
@@ -600,19 +617,7 @@ impl Meeting<'_> {
                 };
                 sock.send(&self.connect(sock, cookie), args.rendezvous);
             }
-            Ok(Message::Mapped { public, .. }) if !self.mapped => {
-                self.mapped = true;
-                let same = public.port() == self.first_public.map_or(0, |first| first.port());
-                println!(
-                    "the second port sees us at {public}: {}",
-                    if same {
-                        "the same port, our NAT keeps one port for every destination"
-                    } else {
-                        "another port, our NAT gives each destination its own (the hard side)"
-                    }
-                );
-            }
-            Ok(Message::Mapped { .. }) => {}
+            Ok(Message::Mapped { public, .. }) => self.mapped(public),
             Ok(Message::Waiting { peer }) if peer == args.peer_name => {
                 if let Stage::Connect(cookie) = self.stage {
                     println!("waiting for {peer} to come to the rendezvous...");
