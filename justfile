@@ -100,6 +100,6 @@ bench mode="full":
 
 # ---- the network lab ----
 
-# The network lab (root): `just lab up`/`down` builds/removes vm1 and vm2; `just lab chat 1|2|5`, `just lab echo 3|4|5` run a lesson between them in tmux; `just lab p2p` opens lesson 6 (a rendezvous and two peers behind two NATs).
+# The network lab (root): `just lab up`/`down` builds/removes vm1 and vm2; `just lab chat 1|2|5`, `just lab echo 3|4|5` run a lesson between them in tmux; `just lab p2p` opens lesson 6 (a rendezvous and two peers behind two NATs), `just lab p2p --nat1 KIND --nat2 KIND` lesson 7 behind any NATs; `just lab nat [KIND]` shows a NAT kind's ruleset and RFC 4787 behaviour; `just lab matrix` REWRITES docs/src/generated/matrix.md and matrix-birthday.svg (`just lab matrix quick`: under the target dir).
 lab *args:
     @cargo run -q -p netlab --bin lab -- "$@"

@@ -81,7 +81,7 @@ enum Action {
         /// Trials per cell and loss (default: 50, quick: 2).
         #[arg(long)]
         trials: Option<usize>,
-        /// Birthday trials (default: 400, quick: 40).
+        /// Birthday trials (default: 1000, quick: 100).
         #[arg(long)]
         birthday_trials: Option<usize>,
         /// Trials run at once, each in a lab of its own.
@@ -393,7 +393,7 @@ fn matrix(quick: bool, trials: Option<usize>, birthday: Option<usize>, jobs: usi
     let plan = netlab::matrix::Plan {
         quick,
         trials: trials.unwrap_or(if quick { 2 } else { 50 }),
-        birthday_trials: birthday.unwrap_or(if quick { 40 } else { 400 }),
+        birthday_trials: birthday.unwrap_or(if quick { 100 } else { 1000 }),
         jobs,
     };
     let out = netlab::matrix::run(&plan, &bins)?;

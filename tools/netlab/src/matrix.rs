@@ -175,6 +175,12 @@ impl Cell {
     fn nats(&self) -> Result<(Nat, Nat)> {
         Ok((self.nat1.parse()?, self.nat2.parse()?))
     }
+
+    /// Lesson 7's scene with this cell's NATs.
+    pub fn topology(&self) -> Result<Topology> {
+        let (nat1, nat2) = self.nats()?;
+        Ok(Topology::p2p_scene(nat1, nat2))
+    }
 }
 
 /// What a trial saw.
@@ -208,8 +214,16 @@ fn port_range(nat: Nat) -> String {
 
 /// One trial of `cell` at `loss` %, in a lab of its own.
 pub fn trial(cell: &Cell, loss: u32, bins: &Binaries) -> Result<Outcome> {
+    let lab = Lab::up(&cell.topology()?)?;
+    let outcome = trial_in(&lab, cell, loss, bins);
+    lab.down()?;
+    outcome
+}
+
+/// One trial of `cell` at `loss` % in `lab`, freshly built from
+/// [`Cell::topology`].
+pub fn trial_in(lab: &Lab, cell: &Cell, loss: u32, bins: &Binaries) -> Result<Outcome> {
     let (nat1, nat2) = cell.nats()?;
-    let lab = Lab::up(&Topology::p2p_scene(nat1, nat2))?;
     if loss > 0 {
         for interface in ["site1", "site2", "srv"] {
             lab.add_loss("internet", interface, loss)?;
@@ -241,9 +255,8 @@ pub fn trial(cell: &Cell, loss: u32, bins: &Binaries) -> Result<Outcome> {
     };
     let mut first = peer(a, b)?;
     let second = peer(b, a)?;
-    let outcome = chat(&mut first, &second, b.0, start);
+    let outcome = chat(&mut first, &second, start);
     drop((first, second, server));
-    lab.down()?;
     Ok(outcome)
 }
 
@@ -258,7 +271,7 @@ fn way_of(stdout: &[u8]) -> Option<Option<Way>> {
 
 /// Waits for both peers' ways, then types into `first` until `second`
 /// prints the line.
-fn chat(first: &mut Running, second: &Running, _second_name: &str, start: Instant) -> Outcome {
+fn chat(first: &mut Running, second: &Running, start: Instant) -> Outcome {
     let deadline = start + TRIAL_DEADLINE;
     let fail = |why: String| Outcome {
         way: None,
@@ -332,7 +345,10 @@ pub fn birthday_trials(trials: usize) -> Result<Vec<Option<u32>>> {
     })?;
     server.set_read_timeout(Some(Duration::from_secs(2)))?;
     let mut results = Vec::new();
-    let mut seed = std::process::id() as u64 ^ Instant::now().elapsed().as_nanos() as u64;
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64)
+        ^ (std::process::id() as u64) << 32;
     for index in 0..trials {
         // A new private port each trial: old conntrack entries never match.
         let alice = lab.in_host("alice", || UdpSocket::bind(any(30000 + index as u16)))?;
@@ -431,7 +447,7 @@ pub fn run(plan: &Plan, bins: &Binaries) -> Result<PathBuf> {
                         failure: Some(format!("{err:#}")),
                     });
                     let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                    if n % 25 == 0 || n == total {
+                    if n.is_multiple_of(25) || n == total {
                         eprintln!("matrix: {n}/{total} trials ({:.0?})", began.elapsed());
                     }
                     results
@@ -460,6 +476,17 @@ pub fn run(plan: &Plan, bins: &Binaries) -> Result<PathBuf> {
     .flatten()
     .collect();
     let md = report(plan, &machine, &results, &birthday, began.elapsed())?;
+    // Every failed trial's whole story, for whoever reads the table.
+    let log_dir =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    let mut log = String::new();
+    for (cell, loss, outcome) in &results {
+        if let Some(why) = &outcome.failure {
+            let _ = writeln!(log, "=== {} at {loss}%\n{why}\n", CELLS[*cell].label());
+        }
+    }
+    std::fs::create_dir_all(&log_dir)?;
+    std::fs::write(log_dir.join("matrix-failures.log"), log)?;
     std::fs::write(out_dir.join("matrix.md"), md)?;
     birthday_chart(&out_dir.join("matrix-birthday.svg"), &birthday)?;
     Ok(out_dir)
@@ -572,6 +599,10 @@ pub fn report(
             100.0 * (measured - formula)
         )?;
     }
+    writeln!(
+        md,
+        "\n![The birthday curve: measured success against probes sent, beside the formula](generated/matrix-birthday.svg)"
+    )?;
     Ok(md)
 }
 
