@@ -18,7 +18,7 @@ use common::{PEER, RENDEZVOUS};
 use netlab::nat::{Mapping, PEER_PORT, RENDEZVOUS_IP, RENDEZVOUS_PORT};
 use netlab::p2p::Nat;
 use netlab::{Lab, Topology, lab_for_test};
-use testkit::Running;
+use testkit::{Running, check_generated, normalize};
 
 const EASY: Mapping = Mapping::EndpointIndependent;
 const HARD: Mapping = Mapping::Symmetric;
@@ -63,6 +63,43 @@ fn start_peers(
     (server, alice, bob)
 }
 
+/// bob's transcript as the book shows it: the command as typed, and the
+/// random ports and probe counts of this run as placeholders (`met` is
+/// the line `birthday punch: port P answered probe I of S`).
+fn book_transcript(bob: &Running, met: &str) -> String {
+    let transcript = bob.transcript();
+    let body = transcript.split_once('\n').map_or("", |(_, rest)| rest);
+    // Up to the chat, whose prompts interleave with the lines typed.
+    let body = body
+        .split_once("Ready: ")
+        .map_or(body, |(before, _)| before);
+    let words: Vec<&str> = met.split_whitespace().collect();
+    let port = words[3];
+    let line = |prefix: &str| {
+        body.lines()
+            .find_map(|line| line.strip_prefix(prefix))
+            .and_then(|rest| rest.split([' ', ',']).next())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let alice_public = line("alice is at public ");
+    let random = alice_public.rsplit(':').next().unwrap_or_default();
+    let replacements = [
+        (
+            met.to_owned(),
+            "birthday punch: port <met port> answered probe <i> of <sent>".to_owned(),
+        ),
+        (format!(":{port}:"), ":<met port>:".to_owned()),
+        (format!(":{random} "), ":<random port> ".to_owned()),
+        (format!(":{random},"), ":<random port>,".to_owned()),
+        (format!(":{random}:"), ":<random port>:".to_owned()),
+    ];
+    let command = format!(
+        "bob$ lesson7-peer --bind 0.0.0.0:{PEER_PORT} --rendezvous {RENDEZVOUS_IP}:{RENDEZVOUS_PORT} --name bob --peer-name alice"
+    );
+    format!("{command}\n{}", normalize(body, &replacements))
+}
+
 /// Both peers say `way` won; a line typed at each arrives at the other.
 fn chat_works(alice: &mut Running, bob: &mut Running, way: &str) {
     alice.expect_stdout_line(&format!("path: {way} "));
@@ -104,8 +141,9 @@ fn a_symmetric_nat_is_crossed_by_the_birthday_punch() {
     );
     mapped(&bob, "the same port, our NAT keeps one port");
     bob.expect_stdout_line("no direct answer from alice");
-    bob.expect_stdout_line("birthday punch: port ");
+    let met = bob.expect_stdout_line("birthday punch: port ");
     chat_works(&mut alice, &mut bob, "birthday");
+    check_generated("lesson7-birthday-bob.txt", &book_transcript(&bob, &met));
 }
 
 #[test]
