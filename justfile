@@ -50,6 +50,12 @@ lesson5-server *args:
 lesson5-client *args:
     cargo run -q -p lesson5-event-loop --bin lesson5-client -- "$@"
 
+# ---- lesson 7: every kind of NAT, birthday punching, a relay ----
+
+# Lesson 7 on loopback (no root): the rendezvous, alice and bob in tmux; `just lesson7 rendezvous|alice|bob` starts one here (args pass through). Behind real NATs: `just lab p2p --nat1 KIND --nat2 KIND`.
+lesson7 *args:
+    @bash scripts/lesson7.sh "$@"
+
 # ---- practice: write each lesson yourself (practice/README.md) ----
 
 # Check your lesson N in practice/ stage by stage (`just check N --stage K`: one stage; `--reference`: the lesson's own code); no N: the progress table.
@@ -109,6 +115,6 @@ bench mode="full":
 
 # ---- the network lab ----
 
-# The network lab (root): `just lab up`/`down` builds/removes vm1 and vm2; `just lab chat 1|2|5`, `just lab echo 3|4|5` run a lesson between them in tmux; `just lab p2p` opens lesson 6 (a rendezvous and two peers behind two NATs).
+# The network lab (root): `just lab up`/`down` builds/removes vm1 and vm2; `just lab chat 1|2|5`, `just lab echo 3|4|5` run a lesson between them in tmux; `just lab p2p` opens lesson 6 (a rendezvous and two peers behind two NATs), `just lab p2p --nat1 KIND --nat2 KIND` lesson 7 behind any NATs; `just lab nat [KIND]` shows a NAT kind's ruleset and RFC 4787 behaviour; `just lab matrix` REWRITES docs/src/generated/matrix.md and matrix-birthday.svg (`just lab matrix quick`: under the target dir).
 lab *args:
     @cargo run -q -p netlab --bin lab -- "$@"
