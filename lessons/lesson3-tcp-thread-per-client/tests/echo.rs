@@ -73,6 +73,52 @@ fn an_idle_client_does_not_delay_the_others() {
     assert_echo(&idle, b"late but here\n");
 }
 
+/// The server's threads and open descriptors, from /proc/PID/task and
+/// /proc/PID/fd.
+fn threads_and_descriptors(pid: i32) -> (usize, usize) {
+    let process = procfs::process::Process::new(pid).unwrap();
+    let threads = process.tasks().unwrap().count();
+    (threads, process.fd_count().unwrap())
+}
+
+/// A client's thread and descriptor live as long as the client does: the
+/// original's `close(cfd)` and detached thread, here the dropped `OwnedFd`
+/// and the thread's return.
+#[test]
+fn a_client_that_leaves_frees_its_thread_and_its_descriptor() {
+    let (server, addr) = start_server("lesson3-server", any_port(), &[]);
+    let pid = server.pid().as_raw();
+    let before = threads_and_descriptors(pid);
+    let stream = connect(addr);
+    let me = stream.local_addr().unwrap();
+    server.expect_stdout_line(&format!("client {me} connected"));
+    assert_echo(&stream, b"hello\n");
+    let during = threads_and_descriptors(pid);
+    assert_eq!(
+        during,
+        (before.0 + 1, before.1 + 1),
+        "(threads, descriptors) of the server: {before:?} before client {me} connected, \
+         expected one more of each while it is connected"
+    );
+    close(stream);
+    server.expect_stdout_line(&format!("client {me} left"));
+    // The thread logs `left` just before it closes the descriptor and ends.
+    let start = std::time::Instant::now();
+    let mut after = threads_and_descriptors(pid);
+    while after != before && start.elapsed() < testkit::DEADLINE {
+        thread::sleep(std::time::Duration::from_millis(10));
+        after = threads_and_descriptors(pid);
+    }
+    assert_eq!(
+        after,
+        before,
+        "(threads, descriptors) of the server: {before:?} before client {me} connected, \
+         {during:?} while connected, still {after:?} {:?} after it left: its thread or its \
+         descriptor was not freed",
+        testkit::DEADLINE
+    );
+}
+
 #[test]
 fn one_mebibyte_of_random_bytes_comes_back_exactly() {
     let (_server, addr) = start_server("lesson3-server", any_port(), &[]);
