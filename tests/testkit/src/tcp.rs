@@ -199,6 +199,96 @@ impl VanishingClient {
     }
 }
 
+/// A client that sends 16 KiB and closes cleanly before any echo comes back,
+/// to the echo server `server` listening on `addr`; asserts that the server
+/// logs EPIPE (or ECONNRESET) for it and then serves another client.
+///
+/// The server is stopped meanwhile, so its first echo comes after the close:
+/// it draws a reset, which in CLOSE-WAIT sets the socket's error to EPIPE
+/// (tcp_reset); the next send fails with EPIPE and, unless the server sends
+/// with MSG_NOSIGNAL or ignores the signal, raises SIGPIPE, which kills it.
+pub fn client_closing_before_its_echo(server: &mut Running, addr: SocketAddr) {
+    let stream = connect(addr);
+    let me = stream.local_addr().expect("local address");
+    server.expect_stdout_line(&format!("client {me} connected"));
+    // Stopped, the server cannot echo before the client has closed. Every
+    // thread stops on its own way out of the kernel: wait until all have.
+    server.signal(Signal::SIGSTOP);
+    let pid = server.pid().as_raw();
+    let stopped = || {
+        let states = thread_states(pid);
+        !states.is_empty() && states.iter().all(|&state| state == 'T')
+    };
+    let start = Instant::now();
+    while !stopped() {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "SIGSTOP did not stop the server"
+        );
+        thread::sleep(Duration::from_millis(2));
+    }
+    let payload = random_letters(11, 16 * 1024);
+    (&stream)
+        .write_all(&payload)
+        .unwrap_or_else(|err| panic!("client {me}: cannot send {} bytes: {err}", payload.len()));
+    drop(stream);
+    wait_for_socket("the client's end, closed", addr.port(), |s| {
+        s.local == me && s.state == TcpState::FinWait2
+    });
+    server.signal(Signal::SIGCONT);
+
+    let start = Instant::now();
+    let error = loop {
+        let logged = server.stderr();
+        if let Some(line) = logged
+            .lines()
+            .find(|line| line.contains(&format!("client {me}")))
+        {
+            break line.to_owned();
+        }
+        let states = thread_states(pid);
+        if states.is_empty() || states.contains(&'Z') {
+            let status = server.wait_exit();
+            panic!(
+                "client {me} sent {} bytes and closed before the first echo; the server \
+                 died echoing to it ({status}) instead of logging \
+                 EPIPE and going on\n{}",
+                payload.len(),
+                server.describe()
+            );
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "client {me} sent {} bytes and closed before the first echo: expected the server \
+             to log an EPIPE error for it within {:?}\n{}",
+            payload.len(),
+            DEADLINE,
+            server.describe()
+        );
+        thread::sleep(Duration::from_millis(10));
+    };
+    assert!(
+        error.contains("EPIPE") || error.contains("ECONNRESET"),
+        "client {me} closed before its echo: expected EPIPE (or ECONNRESET) in the server's \
+         error line, got {error:?}"
+    );
+    let polite = connect(addr);
+    assert_echo(&polite, b"still serving?\n");
+}
+
+/// The state letter (`R`, `S`, `T` stopped, `Z` zombie …) of each thread of
+/// process `pid`, from /proc/PID/task/TID/stat; none once it is reaped.
+fn thread_states(pid: i32) -> Vec<char> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("stat")).ok())
+        // The state follows the command name, which ends at the last ')'.
+        .filter_map(|stat| stat[stat.rfind(')')? + 1..].trim_start().chars().next())
+        .collect()
+}
+
 /// Resets `stream`: SO_LINGER with a zero timeout makes the close send an
 /// RST instead of a FIN, as a client that crashes mid-connection might.
 pub fn reset(stream: TcpStream) {
