@@ -29,7 +29,11 @@ fn logs_and_echoes_a_line_from_an_nc_like_client() {
         (&stream).write_all(format!("{text}\n").as_bytes()).unwrap();
         let mut back = String::new();
         lines.read_line(&mut back).unwrap();
-        assert_eq!(back, format!("{text}\n"));
+        assert_eq!(
+            back,
+            format!("{text}\n"),
+            "sent the line {text:?}: expected it back (right), got the left"
+        );
         server.expect_stdout_line(&format!("recv from {me}: {text}"));
     }
     close(stream);

@@ -41,7 +41,9 @@ fn a_port_another_server_listens_on_still_fails_without_a_hint() {
     let second = start_server_expecting_failure(SERVER, addr);
     assert_eq!(
         second.stderr(),
-        format!("error: cannot bind TCP socket to {addr}: EADDRINUSE: Address already in use\n")
+        format!("error: cannot bind TCP socket to {addr}: EADDRINUSE: Address already in use\n"),
+        "a second server on {addr}, where the first listens: its stderr (left) should be the \
+         one error line (right), without lesson 3's hint"
     );
 }
 

@@ -2,7 +2,7 @@
 //! and read its address back, talk to it the way `nc` would, make random
 //! payloads, and wait for a socket to reach a TCP state.
 
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::process::Command;
@@ -87,6 +87,23 @@ pub fn client_chat(client: &mut Running, line: &str) {
 pub fn start_server_expecting_failure(name: &str, bind: SocketAddr) -> Running {
     let bind = bind.to_string();
     let mut server = Running::start(name, command_default_signals(name, &["--bind", &bind]));
+    let pid = server.pid().as_raw();
+    let start = Instant::now();
+    // Exited (reaped or a zombie), or listening: whichever comes first.
+    while !thread_states(pid).iter().all(|&state| state == 'Z') {
+        if server.stdout().contains("listening on ") {
+            server.kill();
+            panic!(
+                "{name} --bind {bind}: expected bind to fail (the port is taken) and exit 1, \
+                 but it is listening\n{}",
+                server.describe()
+            );
+        }
+        if start.elapsed() >= DEADLINE {
+            break;
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
     let status = server.wait_exit();
     assert_eq!(
         status.code(),
@@ -102,7 +119,7 @@ pub fn start_server_expecting_failure(name: &str, bind: SocketAddr) -> Running {
 /// hanging it.
 pub fn connect(addr: SocketAddr) -> TcpStream {
     let stream = TcpStream::connect_timeout(&addr, DEADLINE)
-        .unwrap_or_else(|err| panic!("connect to {addr}: {err}"));
+        .unwrap_or_else(|err| panic!("connect to {addr}: {err} (is the server still running?)"));
     stream
         .set_read_timeout(Some(DEADLINE))
         .expect("set a read timeout");
@@ -130,10 +147,20 @@ pub fn echo(stream: &TcpStream, data: &[u8]) -> Vec<u8> {
             match reader.read(&mut buffer[..wanted]) {
                 Ok(0) => break,
                 Ok(n) => back.extend_from_slice(&buffer[..n]),
+                Err(err) if matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    panic!(
+                        "sent {} bytes to {}; expected them back, but only {} came back \
+                         within {DEADLINE:?}",
+                        data.len(),
+                        describe_peer(reader),
+                        back.len()
+                    )
+                }
                 Err(err) => panic!(
-                    "reading the echo ({} of {} bytes so far): {err}",
-                    back.len(),
-                    data.len()
+                    "sent {} bytes to {}; reading the echo failed after {} bytes: {err}",
+                    data.len(),
+                    describe_peer(reader),
+                    back.len()
                 ),
             }
         }
@@ -143,6 +170,14 @@ pub fn echo(stream: &TcpStream, data: &[u8]) -> Vec<u8> {
             .expect("send the data");
     });
     back
+}
+
+/// `the server at ADDR`, or `the server` if the stream has no peer left.
+fn describe_peer(stream: &TcpStream) -> String {
+    stream.peer_addr().map_or_else(
+        |_| "the server".to_owned(),
+        |addr| format!("the server at {addr}"),
+    )
 }
 
 /// Asserts that `data` sent on `stream` comes back byte for byte.
