@@ -80,11 +80,10 @@ pub fn client_chat(client: &mut Running, line: &str) {
     client.expect_stdout_line(&format!("client receive: {line}"));
 }
 
-/// Starts `name` with `--bind bind`, expecting bind to fail: waits for the
-/// exit and returns the process (for its stderr and transcript). Fails the
-/// test with the server's output if it started listening or exited other
-/// than with status 1.
-pub fn start_server_expecting_failure(name: &str, bind: SocketAddr) -> Running {
+/// Starts server `name` with `--bind bind` and waits (at most [`DEADLINE`])
+/// until it either listens, returned as [`start_server`] returns it, or
+/// exits, returned as the error with its status and output.
+pub fn try_start_server(name: &str, bind: SocketAddr) -> Result<(Running, SocketAddr), Running> {
     let bind = bind.to_string();
     let mut server = Running::start(name, command_default_signals(name, &["--bind", &bind]));
     let pid = server.pid().as_raw();
@@ -92,26 +91,42 @@ pub fn start_server_expecting_failure(name: &str, bind: SocketAddr) -> Running {
     // Exited (reaped or a zombie), or listening: whichever comes first.
     while !thread_states(pid).iter().all(|&state| state == 'Z') {
         if server.stdout().contains("listening on ") {
-            server.kill();
-            panic!(
-                "{name} --bind {bind}: expected bind to fail (the port is taken) and exit 1, \
-                 but it is listening\n{}",
-                server.describe()
-            );
+            return Ok(listening(server));
         }
         if start.elapsed() >= DEADLINE {
             break;
         }
         thread::sleep(Duration::from_millis(5));
     }
-    let status = server.wait_exit();
-    assert_eq!(
-        status.code(),
-        Some(1),
-        "{name} should fail to bind and exit 1, got {status}\n{}",
-        server.describe()
-    );
-    server
+    if server.stdout().contains("listening on ") {
+        return Ok(listening(server));
+    }
+    server.wait_exit();
+    Err(server)
+}
+
+/// Starts `name` with `--bind bind`, expecting bind to fail: waits for the
+/// exit and returns the process (for its stderr and transcript). Fails the
+/// test with the server's output if it started listening or exited other
+/// than with status 1.
+pub fn start_server_expecting_failure(name: &str, bind: SocketAddr) -> Running {
+    match try_start_server(name, bind) {
+        Ok((server, _)) => panic!(
+            "{name} --bind {bind}: expected bind to fail (the port is taken) and exit 1, \
+             but it is listening\n{}",
+            server.describe()
+        ),
+        Err(mut server) => {
+            let status = server.wait_exit();
+            assert_eq!(
+                status.code(),
+                Some(1),
+                "{name} should fail to bind and exit 1, got {status}\n{}",
+                server.describe()
+            );
+            server
+        }
+    }
 }
 
 /// A TCP connection to `addr`, as `nc` would open it; every read and write
