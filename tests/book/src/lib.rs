@@ -7,11 +7,30 @@
 //! generated diffs fresh. This file holds what they share: the book's pages
 //! and the lesson diffs.
 
+/// The first use of a glossary term in a chapter links to its entry.
+pub mod glossary;
+
 use std::path::{Path, PathBuf};
 
 /// Every Markdown page under docs/src, with its path.
 pub fn pages() -> Vec<(PathBuf, String)> {
     files_under(&testkit::workspace_root().join("docs/src"), "md")
+}
+
+/// The `code spans` of a Markdown text, outside fenced code blocks.
+pub fn code_spans(text: &str) -> Vec<String> {
+    let mut spans = Vec::new();
+    let mut fenced = false;
+    for line in text.lines() {
+        if line.trim_start().starts_with("```") {
+            fenced = !fenced;
+            continue;
+        }
+        if !fenced {
+            spans.extend(line.split('`').skip(1).step_by(2).map(str::to_owned));
+        }
+    }
+    spans
 }
 
 /// Every file under `folder` (recursively, skipping `target` folders) whose
