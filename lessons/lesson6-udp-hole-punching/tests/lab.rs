@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 use common::{PEER, PROMPT, RENDEZVOUS};
 use netlab::nat::{
     ALICE, BOB, CAROL, Mapping, PEER_PORT, RENDEZVOUS_IP, RENDEZVOUS_PORT, ROUTER1_WAN,
-    ROUTER2_WAN, set_udp_timeouts, unsolicited_drops,
+    ROUTER2_WAN, Router, conntrack_udp, set_udp_timeouts, unsolicited_drops,
 };
-use netlab::{Lab, Topology, lab_for_test};
+use netlab::{Contents, Lab, Packet, Topology, lab_for_test};
 use testkit::{Running, check_generated};
 
 const EASY: Mapping = Mapping::EndpointIndependent;
@@ -254,7 +254,7 @@ fn captures_on_the_routers_show_the_translation() {
         return;
     };
     let captures = ["router1", "router2"].map(|router| {
-        lab.capture(router, "wan", &["-X"], "udp")
+        lab.capture(router, "wan", &[], "udp")
             .unwrap_or_else(|err| panic!("{err:#}"))
     });
     punch_and_chat(&lab, &["--probe-delay-ms", "1100"]);
@@ -265,8 +265,8 @@ fn captures_on_the_routers_show_the_translation() {
     assert!(unsolicited_drops(&lab, "router2").unwrap() >= 2);
     assert_eq!(unsolicited_drops(&lab, "router1").unwrap(), 0);
     for (router, capture) in ["router1", "router2"].into_iter().zip(captures) {
-        let lines = capture.finish().unwrap();
-        let text = render_capture(&lines);
+        let packets = capture.stop().unwrap().packets;
+        let text = render_capture(&packets);
         // The translation: on the wire outside, alice's and bob's packets
         // carry their routers' addresses, never 192.168.1.2 (which only
         // shows inside the payloads).
@@ -280,24 +280,16 @@ fn captures_on_the_routers_show_the_translation() {
     }
 }
 
-/// Renders tcpdump's `-X` output (one entry per packet: its line, then the
-/// rows of its hex dump): each packet's line, then its UDP payload as text
-/// with the session's token hidden; a packet repeated (a probe sent again
-/// until answered) shows once, with a note.
-fn render_capture(entries: &[String]) -> String {
-    let packets: Vec<(&str, String)> = entries
-        .iter()
-        .filter(|entry| !entry.trim().is_empty())
-        .map(|entry| {
-            let (line, dump) = entry.split_once(" 0x0000:").unwrap_or((entry, ""));
-            (line.trim_end(), payload_text(&hex_dump_bytes(dump)))
-        })
-        .collect();
+/// Renders a capture for the book: each packet's line, then its UDP
+/// payload as text with the session's token hidden; a packet repeated (a
+/// probe sent again until answered) shows once, with a note.
+fn render_capture(packets: &[Packet]) -> String {
     let mut text = String::new();
     let mut previous = None;
     let mut repeated = false;
-    for packet in &packets {
-        if previous == Some(packet) {
+    for packet in packets {
+        let shown = (packet.line.as_str(), payload_text(packet.udp_payload()));
+        if previous.as_ref() == Some(&shown) {
             if !repeated {
                 text.push_str("    ... and again every 200 ms until answered\n");
                 repeated = true;
@@ -305,42 +297,15 @@ fn render_capture(entries: &[String]) -> String {
             continue;
         }
         repeated = false;
-        text.push_str(&format!("{}\n    {}\n", packet.0, packet.1));
-        previous = Some(packet);
+        text.push_str(&format!("{}\n    {}\n", shown.0, shown.1));
+        previous = Some(shown);
     }
     text
 }
 
-/// The bytes of a hex dump `  4500 003c …  E..< 0x0010:  …`: per row,
-/// the groups of hex digits before the two blanks that start its text.
-fn hex_dump_bytes(dump: &str) -> Vec<u8> {
-    let mut bytes = Vec::new();
-    let mut rest = dump;
-    let mut row = 1;
-    loop {
-        let hex = rest.trim_start();
-        let hex = hex.split_once("  ").map_or(hex, |(hex, _)| hex);
-        for group in hex.split(' ') {
-            for at in (0..group.len().saturating_sub(1)).step_by(2) {
-                if let Ok(byte) = u8::from_str_radix(&group[at..at + 2], 16) {
-                    bytes.push(byte);
-                }
-            }
-        }
-        let marker = format!(" 0x{:04x}:", row * 16);
-        match rest.find(&marker) {
-            Some(at) => rest = &rest[at + marker.len()..],
-            None => return bytes,
-        }
-        row += 1;
-    }
-}
-
-/// The UDP payload of an IPv4 packet, as text, the token replaced by
-/// `<token>` and a registration's cookie by `<cookie>`.
-fn payload_text(packet: &[u8]) -> String {
-    let header = usize::from(packet.first().copied().unwrap_or(0) & 0x0f) * 4;
-    let payload = packet.get(header + 8..).unwrap_or_default();
+/// A UDP payload as text, the token replaced by `<token>` and a
+/// registration's cookie by `<cookie>`.
+fn payload_text(payload: &[u8]) -> String {
     let text = String::from_utf8_lossy(payload);
     let secret = match text.split(' ').next() {
         Some("REGISTER" | "REGISTERED" | "CONNECT") => "<cookie>",
@@ -359,6 +324,200 @@ fn payload_text(packet: &[u8]) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+// ---- the race ----
+
+/// bob probes at once, alice 1.1 s later: bob's first probes reach router1
+/// before alice's first probe has left it. Returns both peers once each
+/// has met the other or given up (after 3 s of probing).
+fn alice_probes_late(lab: &Lab) -> (Running, Running, Running) {
+    let server = start_rendezvous(lab);
+    let alice_extra = ["--probe-delay-ms", "1100", "--punch-timeout-ms", "3000"];
+    let bob_extra = ["--punch-timeout-ms", "3000"];
+    let (alice, bob) = start_pair(
+        lab,
+        ("alice", "alice", &alice_extra),
+        ("bob", "bob", &bob_extra),
+    );
+    alice.expect_stdout_line("bob is at public ");
+    (server, alice, bob)
+}
+
+/// With home routers that drop unsolicited datagrams, the race does not
+/// matter: bob's early probes are dropped by router1, which keeps no
+/// trace of them; alice's late probe leaves from the port the rendezvous
+/// saw and reaches bob as the answer to his flow.
+#[test]
+fn with_the_drop_rule_a_late_probe_still_meets_the_peer() {
+    let test = "with_the_drop_rule_a_late_probe_still_meets_the_peer";
+    let Some(lab) = lab_for_test(&Topology::nat_scene(EASY, EASY), test) else {
+        return;
+    };
+    let (_server, alice, bob) = alice_probes_late(&lab);
+    alice.expect_stdout_line(&format!(
+        "path: public {}: talking to bob directly",
+        endpoint(ROUTER2_WAN, PEER_PORT)
+    ));
+    bob.expect_stdout_line(&format!(
+        "path: public {}: talking to alice directly",
+        endpoint(ROUTER1_WAN, PEER_PORT)
+    ));
+    assert!(unsolicited_drops(&lab, "router1").unwrap() >= 1);
+    let alice_flow = format!(
+        "udp src={ALICE} dst={ROUTER2_WAN} sport={PEER_PORT} dport={PEER_PORT} \
+         src={ROUTER2_WAN} dst={ROUTER1_WAN} sport={PEER_PORT} dport={PEER_PORT}"
+    );
+    let entries = conntrack_udp(&lab, "router1").unwrap();
+    assert!(
+        entries.iter().any(|entry| entry.starts_with(&alice_flow)),
+        "alice's flow to bob keeps port {PEER_PORT}: {entries:#?}"
+    );
+    // bob's dropped probes left no entry of their own behind.
+    let from_bob = format!("udp src={ROUTER2_WAN} ");
+    assert!(
+        !entries.iter().any(|entry| entry.starts_with(&from_bob)),
+        "{entries:#?}"
+    );
+}
+
+/// Behind one masquerade-only router the race matters, and its own peer
+/// must win it: alice (behind router1, no firewall) probes first, her
+/// probe is dropped by router2 without a trace, and bob's late probe
+/// reaches her as the answer to her flow.
+#[test]
+fn behind_one_masquerade_only_router_the_punch_works_if_its_peer_probes_first() {
+    let test = "behind_one_masquerade_only_router_the_punch_works_if_its_peer_probes_first";
+    let topology = Topology::nat_scene_with(Router::masquerade_only(), Router::home(EASY));
+    let Some(lab) = lab_for_test(&topology, test) else {
+        return;
+    };
+    punch_and_chat(&lab, &["--probe-delay-ms", "1100"]);
+    assert!(unsolicited_drops(&lab, "router2").unwrap() >= 1);
+}
+
+/// With routers that only masquerade (no firewall), the same late start
+/// fails. bob's first probe to 203.0.113.1:55501 belongs to no flow, so
+/// router1 takes it for itself: nothing listens there, it answers ICMP
+/// port unreachable, and conntrack keeps the probe's flow. alice's probe
+/// back to bob would need the same pair of public endpoints, so masquerade
+/// moves it to another port, which bob never learns: his router2 takes
+/// her probes for itself in turn. Neither peer hears the other.
+#[test]
+fn without_a_firewall_the_first_probe_moves_the_other_mapping_and_the_punch_fails() {
+    let test = "without_a_firewall_the_first_probe_moves_the_other_mapping_and_the_punch_fails";
+    let bare = Router::masquerade_only();
+    let Some(lab) = lab_for_test(&Topology::nat_scene_with(bare, bare), test) else {
+        return;
+    };
+    let capture = lab.capture("router1", "wan", &[], "udp or icmp").unwrap();
+    let (_server, mut alice, mut bob) = alice_probes_late(&lab);
+    let bob_public = endpoint(ROUTER2_WAN, PEER_PORT);
+    let alice_public = endpoint(ROUTER1_WAN, PEER_PORT);
+    capture
+        .wait_for(&format!("{ROUTER1_WAN} udp port {PEER_PORT} unreachable"))
+        .unwrap();
+    capture
+        .wait_for(&format!("> {ROUTER2_WAN}.{PEER_PORT}: UDP"))
+        .unwrap();
+    let entries = conntrack_udp(&lab, "router1").unwrap();
+    for peer in [&mut alice, &mut bob] {
+        assert_eq!(peer.wait_exit().code(), Some(1), "{}", peer.describe());
+        assert!(!peer.stdout().contains("path:"), "{}", peer.describe());
+    }
+    let packets = capture.stop().unwrap().packets;
+
+    // On router1's wan: bob's probe, and router1's ICMP about it.
+    let bob_probe = packets
+        .iter()
+        .position(|p| p.udp_source() == Some(sv4(bob_public)))
+        .unwrap();
+    assert_eq!(
+        packets[bob_probe].udp_destination(),
+        Some(sv4(alice_public))
+    );
+    assert!(packets[bob_probe..].iter().any(|p| p.source == ROUTER1_WAN
+        && p.contents
+            == Contents::PortUnreachable {
+                source: sv4(bob_public),
+                destination: sv4(alice_public),
+            }));
+    // alice's probes all leave from one other port, after bob's first.
+    let alice_probes: Vec<&Packet> = packets
+        .iter()
+        .filter(|p| p.source == ROUTER1_WAN && p.udp_destination() == Some(sv4(bob_public)))
+        .collect();
+    assert!(!alice_probes.is_empty(), "{packets:#?}");
+    let moved = alice_probes[0].udp_source().unwrap().port();
+    assert_ne!(moved, PEER_PORT);
+    assert!(
+        alice_probes
+            .iter()
+            .all(|p| p.udp_source().unwrap().port() == moved)
+    );
+    let first_alice = packets.iter().position(|p| p == alice_probes[0]).unwrap();
+    assert!(bob_probe < first_alice);
+    // router2 took them for itself and said so.
+    assert!(packets.iter().any(|p| p.source == ROUTER2_WAN
+        && p.contents
+            == Contents::PortUnreachable {
+                source: std::net::SocketAddrV4::new(ROUTER1_WAN, moved),
+                destination: sv4(bob_public),
+            }));
+    // router1's conntrack: bob's probe's flow, unreplied, holds the pair
+    // 203.0.113.1:55501 <-> 203.0.113.2:55501; alice's flow to bob got
+    // the moved port.
+    let bob_flow = format!(
+        "udp src={ROUTER2_WAN} dst={ROUTER1_WAN} sport={PEER_PORT} dport={PEER_PORT} [UNREPLIED] \
+         src={ROUTER1_WAN} dst={ROUTER2_WAN} sport={PEER_PORT} dport={PEER_PORT}"
+    );
+    let alice_flow = format!(
+        "udp src={ALICE} dst={ROUTER2_WAN} sport={PEER_PORT} dport={PEER_PORT} [UNREPLIED] \
+         src={ROUTER2_WAN} dst={ROUTER1_WAN} sport={PEER_PORT} dport={moved}"
+    );
+    for flow in [&bob_flow, &alice_flow] {
+        assert!(entries.contains(flow), "{flow}\nnot in {entries:#?}");
+    }
+
+    // For the book: the packets between the routers, each shown the first
+    // time only, then router1's conntrack.
+    let mut text =
+        "# tcpdump -n -t -i wan udp or icmp   (on router1; alice probes 1.1 s after bob)\n"
+            .to_string();
+    let mut shown: Vec<(&str, String)> = Vec::new();
+    for packet in &packets {
+        let between_routers = [packet.source, packet.destination]
+            .iter()
+            .all(|ip| *ip == ROUTER1_WAN || *ip == ROUTER2_WAN);
+        let entry = (packet.line.as_str(), payload_text(packet.udp_payload()));
+        if !between_routers || shown.contains(&entry) {
+            continue;
+        }
+        text.push_str(&format!("{}\n", entry.0));
+        if !entry.1.is_empty() {
+            text.push_str(&format!("    {}\n", entry.1));
+        }
+        shown.push(entry);
+    }
+    text.push_str(
+        "# the probes repeat every 200 ms, and so do the ICMP errors (rate-limited), until both give up\n",
+    );
+    text.push_str(
+        "# router1# cat /proc/net/nf_conntrack   (the peers' flows, without seconds left, mark, zone, use)\n",
+    );
+    for flow in [&bob_flow, &alice_flow] {
+        text.push_str(&format!("#   {flow}\n"));
+    }
+    let text = text.replace(&format!(".{moved}"), ".<moved port>");
+    let text = text.replace(&format!("={moved}"), "=<moved port>");
+    check_generated("capture-nat-no-firewall.txt", &text);
+}
+
+fn sv4(addr: SocketAddr) -> std::net::SocketAddrV4 {
+    match addr {
+        SocketAddr::V4(v4) => v4,
+        SocketAddr::V6(v6) => panic!("not IPv4: {v6}"),
+    }
 }
 
 // ---- case 3 ----
@@ -479,6 +638,61 @@ fn a_symmetric_nat_defeats_the_punch_and_the_peers_say_so() {
         to_alice.iter().all(|port| *port != to_rendezvous[0]),
         "bob's probes left from the port the rendezvous saw: {lines:#?}"
     );
+}
+
+/// Mapping and filtering are separate (RFC 4787). router2 keeps its
+/// symmetric mapping; router1 filters endpoint-independently: it forwards
+/// whatever arrives at its port 55501 to alice (a port forward, no
+/// firewall). bob's probe leaves router2 from a port nobody announced, but
+/// router1 lets it in; alice answers it where it came from, which is the
+/// reply to bob's flow, and router2 lets that in. The punch works.
+#[test]
+fn a_symmetric_mapping_facing_endpoint_independent_filtering_is_punched() {
+    let test = "a_symmetric_mapping_facing_endpoint_independent_filtering_is_punched";
+    let topology =
+        Topology::nat_scene_with(Router::masquerade_only(), Router::home(Mapping::Symmetric));
+    let Some(lab) = lab_for_test(&topology, test) else {
+        return;
+    };
+    lab.nft(
+        "router1",
+        &format!(
+            "table ip forward_in {{
+\tchain prerouting {{
+\t\ttype nat hook prerouting priority dstnat; policy accept;
+\t\tiifname \"wan\" udp dport {PEER_PORT} dnat to {ALICE}:{PEER_PORT}
+\t}}
+}}
+"
+        ),
+    )
+    .unwrap();
+    let _server = start_rendezvous(&lab);
+    let (mut alice, mut bob) = start_pair(&lab, ("alice", "alice", &[]), ("bob", "bob", &[]));
+    let line = alice.expect_stdout_line("bob is at public ");
+    let announced = line
+        .split_whitespace()
+        .nth(4)
+        .and_then(|word| word.trim_end_matches(',').parse::<SocketAddr>().ok())
+        .unwrap();
+    // alice hears bob from another port than the one the rendezvous saw.
+    let path = alice.expect_stdout_line("path: unexpected 203.0.113.2:");
+    assert!(!path.contains(&announced.to_string()), "{path}");
+    bob.expect_stdout_line(&format!(
+        "path: public {}: talking to alice directly",
+        endpoint(ROUTER1_WAN, PEER_PORT)
+    ));
+    bob.expect_stdout(PROMPT);
+    bob.type_line("through a symmetric NAT");
+    let line = alice.expect_stdout_line("[from bob] ");
+    assert_eq!(received(&line, "bob"), "through a symmetric NAT");
+    alice.expect_stdout(PROMPT);
+    alice.type_line("and back");
+    let line = bob.expect_stdout_line("[from alice] ");
+    assert_eq!(received(&line, "alice"), "and back");
+    alice.type_line("quit");
+    assert!(alice.wait_exit().success(), "{}", alice.describe());
+    bob.expect_stdout_line("alice left the chat");
 }
 
 // ---- case 5 ----

@@ -19,7 +19,7 @@ pub mod timewait;
 pub mod udp;
 
 pub use generated::{check_generated, normalize};
-pub use process::Running;
+pub use process::{Output, Running};
 pub use tcp_table::{SocketTimer, TcpSocket, TcpState, ss_line, tcp_sockets};
 /// The workspace's top folder (one definition, in `workspace-bin`).
 pub use workspace_bin::workspace_root;

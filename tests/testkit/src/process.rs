@@ -5,6 +5,10 @@
 //! the bytes arrive, so a test can wait for a line with a deadline instead of
 //! sleeping and hoping. The log also records what the test typed, in order,
 //! which turns a run into a transcript that looks like a terminal session.
+//!
+//! This is the workspace's one "child process, reader threads, wait with a
+//! deadline": netlab's packet captures run tcpdump through it too
+//! ([`Running::try_start`], [`Running::wait_until`]).
 
 use std::io::{Read, Write};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
@@ -75,6 +79,15 @@ impl Log {
     }
 }
 
+/// What a program printed so far, as [`Running::wait_until`] shows it.
+#[derive(Debug)]
+pub struct Output<'a> {
+    pub stdout: &'a [u8],
+    pub stderr: &'a [u8],
+    /// Both streams reached end of file: nothing more will come.
+    pub closed: bool,
+}
+
 /// A binary started by a test, with all three standard streams piped.
 ///
 /// Dropping it kills the process, so a failing test leaves nothing behind.
@@ -89,7 +102,13 @@ pub struct Running {
 
 impl Running {
     /// Starts `command`; `name` labels it in failure messages ("peer A").
-    pub fn start(name: &str, mut command: Command) -> Running {
+    pub fn start(name: &str, command: Command) -> Running {
+        Running::try_start(name, command).unwrap_or_else(|err| panic!("{name}: {err}"))
+    }
+
+    /// Like [`Running::start`], but a program that cannot be started is an
+    /// error (naming the command line), not a panic.
+    pub fn try_start(name: &str, mut command: Command) -> std::io::Result<Running> {
         let program = std::path::Path::new(command.get_program())
             .file_name()
             .map(|name| name.to_string_lossy().into_owned())
@@ -107,21 +126,23 @@ impl Running {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap_or_else(|err| panic!("{name}: cannot start `{command_line}`: {err}"));
+            .map_err(|err| {
+                std::io::Error::new(err.kind(), format!("cannot start `{command_line}`: {err}"))
+            })?;
         let log = Arc::new(Log::default());
         log.lock().open_streams = 2;
         let stdout = child.stdout.take().expect("piped stdout");
         let stderr = child.stderr.take().expect("piped stderr");
         spawn_reader(stdout, Source::Stdout, Arc::clone(&log));
         spawn_reader(stderr, Source::Stderr, Arc::clone(&log));
-        Running {
+        Ok(Running {
             name: name.to_owned(),
             command_line,
             stdin: child.stdin.take(),
             child,
             log,
             exit: None,
-        }
+        })
     }
 
     /// The program's file name and its arguments, as a reader would type them.
@@ -210,30 +231,63 @@ impl Running {
     }
 
     fn expect(&self, source: Source, needle: &str, whole_line: bool) -> String {
-        let deadline = Instant::now() + DEADLINE;
-        let mut state = self.log.lock();
-        loop {
+        let mut found = None;
+        let done = self.wait_state(DEADLINE, |state| {
             let (bytes, seen) = state.stream(source);
             if let Some((start, end)) = find(bytes, *seen, needle.as_bytes(), whole_line) {
-                let found = String::from_utf8_lossy(&bytes[start..end]).into_owned();
+                found = Some(String::from_utf8_lossy(&bytes[start..end]).into_owned());
                 *seen = end;
-                return found.trim_end_matches('\n').to_owned();
+                return true;
+            }
+            false
+        });
+        match found {
+            Some(found) if done => found.trim_end_matches('\n').to_owned(),
+            _ => panic!(
+                "{}: no {}{source:?} output containing {needle:?} within {DEADLINE:?}\n{}",
+                self.name,
+                if whole_line { "line of " } else { "" },
+                self.describe()
+            ),
+        }
+    }
+
+    /// Waits until `done(output)` holds, at most `limit`, or until the
+    /// program closed both output streams (then `done` had its last look).
+    /// An error describes the program and all it printed.
+    pub fn wait_until(
+        &self,
+        limit: Duration,
+        mut done: impl FnMut(&Output<'_>) -> bool,
+    ) -> Result<(), String> {
+        let met = self.wait_state(limit, |state| {
+            done(&Output {
+                stdout: &state.stdout,
+                stderr: &state.stderr,
+                closed: state.open_streams == 0,
+            })
+        });
+        if met { Ok(()) } else { Err(self.describe()) }
+    }
+
+    /// The one wait on the log: until `done(state)`, at most `limit`, or
+    /// until both output streams are closed. Returns whether `done` held.
+    fn wait_state(&self, limit: Duration, mut done: impl FnMut(&mut LogState) -> bool) -> bool {
+        let deadline = Instant::now() + limit;
+        let mut state = self.log.lock();
+        loop {
+            if done(&mut state) {
+                return true;
             }
             let now = Instant::now();
-            if now >= deadline || (state.open_streams == 0) {
-                drop(state);
-                panic!(
-                    "{}: no {}{source:?} output containing {needle:?} within {DEADLINE:?}\n{}",
-                    self.name,
-                    if whole_line { "line of " } else { "" },
-                    self.describe()
-                );
+            if now >= deadline || state.open_streams == 0 {
+                return false;
             }
             state = self
                 .log
                 .changed
                 .wait_timeout(state, deadline - now)
-                .expect("log lock")
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
                 .0;
         }
     }
@@ -268,40 +322,33 @@ impl Running {
 
     /// Like [`Running::wait_exit`] with a bound of `limit`.
     pub fn wait_exit_within(&mut self, limit: Duration) -> ExitStatus {
+        self.try_wait_exit(limit)
+            .unwrap_or_else(|err| panic!("{}: {err}", self.name))
+    }
+
+    /// Like [`Running::wait_exit_within`], but a program still running
+    /// after `limit` (killed then) is an error, not a panic.
+    pub fn try_wait_exit(&mut self, limit: Duration) -> Result<ExitStatus, String> {
         if let Some(status) = self.exit {
-            return status;
+            return Ok(status);
         }
         let status = match self.child.wait_timeout(limit) {
             Ok(Some(status)) => status,
             Ok(None) => {
                 let _ = self.child.kill();
                 let _ = self.child.wait();
-                panic!(
-                    "{}: still running after {limit:?}; killed it\n{}",
-                    self.name,
+                return Err(format!(
+                    "still running after {limit:?}; killed it\n{}",
                     self.describe()
-                );
+                ));
             }
-            Err(err) => panic!("{}: cannot wait for the process: {err}", self.name),
+            Err(err) => return Err(format!("cannot wait for the process: {err}")),
         };
         self.exit = Some(status);
         // The pipes close when the process is gone (unless it left children
         // holding them); give the readers a moment to drain them.
-        let drain_deadline = Instant::now() + Duration::from_secs(2);
-        let mut state = self.log.lock();
-        while state.open_streams > 0 {
-            let now = Instant::now();
-            if now >= drain_deadline {
-                break;
-            }
-            state = self
-                .log
-                .changed
-                .wait_timeout(state, drain_deadline - now)
-                .expect("log lock")
-                .0;
-        }
-        status
+        self.wait_state(Duration::from_secs(2), |state| state.open_streams == 0);
+        Ok(status)
     }
 
     /// Kills the program with SIGKILL and reaps it.

@@ -1,6 +1,14 @@
-//! Packet captures: tcpdump running inside a host, one text line per packet,
-//! which a test can wait on ("until the RST shows") and annotate ("the
-//! server is killed here"), then render as a stable text for the book.
+//! Packet captures: tcpdump running inside a host. It records every packet
+//! to a pcap file (`-w`), read back with `pcap-file` and parsed with
+//! `etherparse` ([`Packet`]: no test reads hex dumps), and prints one text
+//! line per packet (`--print`), which a test can wait on ("until the RST
+//! shows") and annotate ("the server is killed here"), then render as a
+//! stable text for the book.
+//!
+//! tcpdump runs as a [`testkit::Running`], the workspace's one child process
+//! with reader threads and bounded waits. netlab depends on testkit for it:
+//! netlab's library exists for the tests and the book's captures (the `lab`
+//! binary uses none of it), and testkit does not depend on netlab.
 //!
 //! Stable means the same file on every run: tcpdump prints no times (`-t`),
 //! the hosts send no TCP timestamps (see `DEFAULT_SYSCTLS`), and
@@ -8,49 +16,160 @@
 //! sequence number, the client's ephemeral port and the IP identification.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
+use etherparse::{Icmpv4Type, NetSlice, SlicedPacket, TransportSlice, icmpv4};
+use nix::sys::signal::Signal;
+use pcap_file::pcap::PcapReader;
+use testkit::Running;
 
 use crate::topology::EPHEMERAL_PORTS;
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
 
 /// How long a wait for a packet (or for tcpdump to start or stop) may take.
 pub const CAPTURE_DEADLINE: Duration = Duration::from_secs(10);
 
-/// What a capture printed so far.
-#[derive(Default)]
-struct Lines {
-    /// Packet lines, and notes (starting with `# `), in order.
-    entries: Vec<String>,
-    /// How many entries `wait_for` has consumed.
-    seen: usize,
-    stderr: String,
-    stdout_closed: bool,
+/// Numbers the pcap files of one process.
+static NEXT_FILE: AtomicU32 = AtomicU32::new(0);
+
+/// One packet of a capture, parsed from the pcap file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Packet {
+    /// tcpdump's line for it, as printed (not normalized).
+    pub line: String,
+    /// The IPv4 packet, from its header on (the link header stripped).
+    pub ip: Vec<u8>,
+    pub source: Ipv4Addr,
+    pub destination: Ipv4Addr,
+    pub contents: Contents,
 }
 
-#[derive(Default)]
-struct Shared {
-    lines: Mutex<Lines>,
-    changed: Condvar,
+/// What an IPv4 packet carries, as far as the lab's tests look.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Contents {
+    /// A whole UDP datagram (not a fragment).
+    Udp {
+        source_port: u16,
+        destination_port: u16,
+        payload: Vec<u8>,
+    },
+    /// An ICMP "port unreachable" about the UDP datagram it quotes.
+    PortUnreachable {
+        /// The quoted datagram's source and destination.
+        source: SocketAddrV4,
+        destination: SocketAddrV4,
+    },
+    /// Anything else (TCP, other ICMP, a fragment …).
+    Other,
 }
 
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, Lines> {
-        self.lines.lock().unwrap_or_else(|p| p.into_inner())
+impl Packet {
+    /// Parses one captured Ethernet frame; `None` when it holds no IPv4.
+    fn parse(line: String, frame: &[u8]) -> Option<Packet> {
+        let sliced = SlicedPacket::from_ethernet(frame).ok()?;
+        let Some(NetSlice::Ipv4(ipv4)) = &sliced.net else {
+            return None;
+        };
+        let header = ipv4.header();
+        // The IP packet within the frame: from its header (after the link
+        // header) for its total length (a frame may carry padding after it).
+        let start = header.slice().as_ptr() as usize - frame.as_ptr() as usize;
+        let end = (start + usize::from(header.total_len())).min(frame.len());
+        let contents = match &sliced.transport {
+            Some(TransportSlice::Udp(udp)) if !ipv4.payload().fragmented => Contents::Udp {
+                source_port: udp.source_port(),
+                destination_port: udp.destination_port(),
+                payload: udp.payload().to_vec(),
+            },
+            Some(TransportSlice::Icmpv4(icmp))
+                if icmp.icmp_type()
+                    == Icmpv4Type::DestinationUnreachable(icmpv4::DestUnreachableHeader::Port) =>
+            {
+                quoted_udp(icmp.payload()).map_or(Contents::Other, |(source, destination)| {
+                    Contents::PortUnreachable {
+                        source,
+                        destination,
+                    }
+                })
+            }
+            _ => Contents::Other,
+        };
+        Some(Packet {
+            line,
+            ip: frame[start..end].to_vec(),
+            source: header.source_addr(),
+            destination: header.destination_addr(),
+            contents,
+        })
+    }
+
+    /// The UDP payload, or nothing for any other packet.
+    pub fn udp_payload(&self) -> &[u8] {
+        match &self.contents {
+            Contents::Udp { payload, .. } => payload,
+            _ => &[],
+        }
+    }
+
+    /// The UDP source endpoint, for a UDP datagram.
+    pub fn udp_source(&self) -> Option<SocketAddrV4> {
+        match &self.contents {
+            Contents::Udp { source_port, .. } => Some(SocketAddrV4::new(self.source, *source_port)),
+            _ => None,
+        }
+    }
+
+    /// The UDP destination endpoint, for a UDP datagram.
+    pub fn udp_destination(&self) -> Option<SocketAddrV4> {
+        match &self.contents {
+            Contents::Udp {
+                destination_port, ..
+            } => Some(SocketAddrV4::new(self.destination, *destination_port)),
+            _ => None,
+        }
     }
 }
 
-/// A running tcpdump. Dropping it kills tcpdump.
+/// The endpoints of the UDP datagram an ICMP error quotes (its IPv4
+/// header and at least its first 8 bytes, RFC 792).
+fn quoted_udp(quoted: &[u8]) -> Option<(SocketAddrV4, SocketAddrV4)> {
+    let (ip, rest) = etherparse::Ipv4Header::from_slice(quoted).ok()?;
+    let (udp, _) = etherparse::UdpHeader::from_slice(rest).ok()?;
+    Some((
+        SocketAddrV4::new(ip.source.into(), udp.source_port),
+        SocketAddrV4::new(ip.destination.into(), udp.destination_port),
+    ))
+}
+
+/// What a finished capture holds.
+#[derive(Debug)]
+pub struct Recording {
+    /// Every packet line (normalized, see [`normalize`]) and note, in order.
+    pub lines: Vec<String>,
+    /// Every IPv4 packet, parsed from the pcap file, in order.
+    pub packets: Vec<Packet>,
+}
+
+/// What the test added and consumed.
+#[derive(Default)]
+struct Marks {
+    /// Notes, each with the number of packets printed before it.
+    notes: Vec<(usize, String)>,
+    /// How many packets `wait_for` has consumed.
+    seen: usize,
+}
+
+/// A running tcpdump. Dropping it kills tcpdump and removes its file.
 pub struct Capture {
     name: String,
-    child: Child,
-    shared: Arc<Shared>,
+    tcpdump: Running,
+    file: PathBuf,
+    marks: Mutex<Marks>,
 }
 
 impl std::fmt::Debug for Capture {
@@ -60,162 +179,195 @@ impl std::fmt::Debug for Capture {
 }
 
 impl Capture {
-    /// Starts `command` (a tcpdump printing to stdout) and waits until it
-    /// says it is listening, so no packet sent afterwards is missed.
-    pub(crate) fn start(mut command: Command, name: &str) -> Result<Capture> {
-        let mut child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
+    /// A new file for a capture to write (`tcpdump -w`); the capture
+    /// started with it removes it.
+    pub(crate) fn new_file() -> PathBuf {
+        std::env::temp_dir().join(format!(
+            "netlab-{}-{}.pcap",
+            std::process::id(),
+            NEXT_FILE.fetch_add(1, Ordering::Relaxed)
+        ))
+    }
+
+    /// Starts `command`, a tcpdump writing `file` (from [`Capture::new_file`])
+    /// and printing each packet (`--print`), and waits until it says it is
+    /// listening, so no packet sent afterwards is missed.
+    pub(crate) fn start(command: Command, name: &str, file: PathBuf) -> Result<Capture> {
+        let tcpdump = Running::try_start(name, command)
             .with_context(|| format!("cannot start {name}: is tcpdump installed?"))?;
-        let shared = Arc::new(Shared::default());
-        let stdout = child.stdout.take().context("tcpdump's stdout")?;
-        let stderr = child.stderr.take().context("tcpdump's stderr")?;
-        let out = Arc::clone(&shared);
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let mut lines = out.lock();
-                // With -v a packet takes several lines; the others start
-                // with blanks. One packet, one entry.
-                match lines.entries.last_mut() {
-                    Some(last) if line.starts_with([' ', '\t']) && !last.starts_with("# ") => {
-                        last.push(' ');
-                        last.push_str(line.trim());
-                    }
-                    _ => lines.entries.push(line),
-                }
-                drop(lines);
-                out.changed.notify_all();
-            }
-            out.lock().stdout_closed = true;
-            out.changed.notify_all();
-        });
-        let err = Arc::clone(&shared);
-        thread::spawn(move || {
-            let mut stderr = stderr;
-            let mut buffer = [0u8; 4096];
-            while let Ok(n @ 1..) = stderr.read(&mut buffer) {
-                err.lock()
-                    .stderr
-                    .push_str(&String::from_utf8_lossy(&buffer[..n]));
-                err.changed.notify_all();
-            }
-        });
         let capture = Capture {
             name: name.to_owned(),
-            child,
-            shared,
+            tcpdump,
+            file,
+            marks: Mutex::default(),
         };
-        capture.wait_until(|lines| lines.stderr.contains("listening on"), "to start")?;
+        capture.wait_until("to start", |_, stderr, _| stderr.contains("listening on"))?;
         Ok(capture)
     }
 
-    /// Waits for a packet line containing `needle`, past the lines earlier
-    /// waits consumed; returns it.
+    fn marks(&self) -> MutexGuard<'_, Marks> {
+        self.marks.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits for a packet line containing `needle` (after normalizing),
+    /// past the lines earlier waits consumed; returns it.
     pub fn wait_for(&self, needle: &str) -> Result<String> {
+        let start = self.marks().seen;
         let mut found = None;
         self.wait_until(
-            |lines| {
-                let start = lines.seen;
-                let normalized = normalize_lines(&lines.entries);
-                if let Some(at) = normalized[start..]
+            &format!("to show a packet with {needle:?}"),
+            |packets, _, _| {
+                let normalized = normalize_lines(&packets);
+                if let Some(at) = normalized
+                    .get(start..)
+                    .unwrap_or_default()
                     .iter()
-                    .position(|line| !line.starts_with("# ") && line.contains(needle))
+                    .position(|line| line.contains(needle))
                 {
-                    lines.seen = start + at + 1;
-                    found = Some(normalized[start + at].clone());
+                    found = Some((start + at + 1, normalized[start + at].clone()));
                     return true;
                 }
                 false
             },
-            &format!("to show a packet with {needle:?}"),
         )?;
-        Ok(found.unwrap_or_default())
+        let (seen, line) = found.unwrap_or_default();
+        self.marks().seen = seen;
+        Ok(line)
     }
 
     /// Waits until `count` packet lines have been printed in all.
     pub fn wait_for_count(&self, count: usize) -> Result<()> {
-        self.wait_until(
-            |lines| {
-                lines
-                    .entries
-                    .iter()
-                    .filter(|l| !l.starts_with("# "))
-                    .count()
-                    >= count
-            },
-            &format!("to show {count} packets"),
-        )
+        self.wait_until(&format!("to show {count} packets"), |packets, _, _| {
+            packets.len() >= count
+        })
     }
 
     /// Adds a note (`# text`) after the packets printed so far: what the
     /// test did, or what `ss` showed, at that point of the capture.
     pub fn note(&self, text: &str) {
-        self.shared.lock().entries.push(format!("# {text}"));
+        let printed = packet_lines(&self.tcpdump.stdout()).len();
+        self.marks().notes.push((printed, format!("# {text}")));
     }
 
     /// The packet lines (normalized, see [`normalize`]) and notes so far.
     pub fn lines(&self) -> Vec<String> {
-        normalize_lines(&self.shared.lock().entries)
+        let packets = packet_lines(&self.tcpdump.stdout());
+        let marks = self.marks();
+        let mut entries = Vec::with_capacity(packets.len() + marks.notes.len());
+        let mut notes = marks.notes.iter().peekable();
+        for (index, packet) in packets.into_iter().enumerate() {
+            while let Some((_, note)) = notes.next_if(|(at, _)| *at <= index) {
+                entries.push(note.clone());
+            }
+            entries.push(packet);
+        }
+        entries.extend(notes.map(|(_, note)| note.clone()));
+        normalize_lines(&entries)
     }
 
     /// Stops tcpdump and returns every packet line (normalized) and note.
-    pub fn finish(mut self) -> Result<Vec<String>> {
+    pub fn finish(self) -> Result<Vec<String>> {
+        Ok(self.stop()?.lines)
+    }
+
+    /// Stops tcpdump and returns its lines and notes with the packets
+    /// parsed from its file.
+    pub fn stop(mut self) -> Result<Recording> {
         // `ip netns exec` replaced itself with tcpdump: same pid. SIGINT
-        // makes tcpdump flush its output and exit.
-        let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGINT);
-        self.wait_until(|lines| lines.stdout_closed, "to stop")?;
-        let _ = self.child.wait();
+        // makes tcpdump flush its file and output and exit.
+        self.tcpdump.signal(Signal::SIGINT);
+        let name = self.name.clone();
+        self.tcpdump
+            .try_wait_exit(CAPTURE_DEADLINE)
+            .map_err(|err| anyhow!("{name} did not stop: {err}"))?;
         // A capture that missed packets would show the book a wire that
         // never was.
-        self.wait_until(
-            |lines| lines.stderr.contains("dropped by kernel"),
-            "to report",
-        )?;
-        let stderr = self.shared.lock().stderr.clone();
+        let stderr = self.tcpdump.stderr();
         let dropped = stderr
             .lines()
             .find_map(|line| line.strip_suffix(" packets dropped by kernel"))
             .and_then(|count| count.trim().parse::<u64>().ok());
         if dropped != Some(0) {
-            bail!("{} lost packets: {}", self.name, stderr.trim());
+            bail!("{name} lost packets: {}", stderr.trim());
         }
-        Ok(self.lines())
+        let lines = self.lines();
+        let printed = packet_lines(&self.tcpdump.stdout());
+        let packets = self.read_file(printed)?;
+        Ok(Recording { lines, packets })
     }
 
-    fn wait_until(&self, mut done: impl FnMut(&mut Lines) -> bool, what: &str) -> Result<()> {
-        let deadline = Instant::now() + CAPTURE_DEADLINE;
-        let mut lines = self.shared.lock();
-        loop {
-            if done(&mut lines) {
-                return Ok(());
-            }
-            let now = Instant::now();
-            if now >= deadline || (lines.stdout_closed && what.starts_with("to show")) {
-                bail!(
-                    "{} did not wait {what} within {CAPTURE_DEADLINE:?}\n--- printed:\n{}\n--- stderr:\n{}",
-                    self.name,
-                    lines.entries.join("\n"),
-                    lines.stderr.trim()
-                );
-            }
-            lines = self
-                .shared
-                .changed
-                .wait_timeout(lines, deadline - now)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
+    /// The packets of the pcap file, each with its printed line.
+    fn read_file(&self, printed: Vec<String>) -> Result<Vec<Packet>> {
+        let file = std::fs::File::open(&self.file)
+            .with_context(|| format!("cannot open {}", self.file.display()))?;
+        let mut reader = PcapReader::new(file)
+            .with_context(|| format!("{} is no pcap file", self.file.display()))?;
+        let mut frames = Vec::new();
+        while let Some(packet) = reader.next_packet() {
+            let packet = packet.with_context(|| format!("in {}", self.file.display()))?;
+            frames.push(packet.data.into_owned());
         }
+        if frames.len() != printed.len() {
+            bail!(
+                "{}: {} packets in the file, {} printed",
+                self.name,
+                frames.len(),
+                printed.len()
+            );
+        }
+        Ok(printed
+            .into_iter()
+            .zip(frames)
+            .filter_map(|(line, frame)| Packet::parse(line, &frame))
+            .collect())
+    }
+
+    /// Waits until `done(packet lines, stderr, stopped)` holds.
+    fn wait_until(
+        &self,
+        what: &str,
+        mut done: impl FnMut(Vec<String>, &str, bool) -> bool,
+    ) -> Result<()> {
+        self.tcpdump
+            .wait_until(CAPTURE_DEADLINE, |output| {
+                let stdout = String::from_utf8_lossy(output.stdout);
+                let stderr = String::from_utf8_lossy(output.stderr);
+                done(packet_lines(&stdout), &stderr, output.closed)
+            })
+            .map_err(|printed| {
+                anyhow!(
+                    "{} did not wait {what} within {CAPTURE_DEADLINE:?}\n{printed}",
+                    self.name
+                )
+            })
     }
 }
 
 impl Drop for Capture {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.tcpdump.kill();
+        let _ = std::fs::remove_file(&self.file);
     }
+}
+
+/// tcpdump's output, one entry per packet: with -v a packet takes several
+/// lines, the others starting with blanks.
+fn packet_lines(stdout: &str) -> Vec<String> {
+    let mut packets: Vec<String> = Vec::new();
+    for line in stdout.lines() {
+        match packets.last_mut() {
+            Some(last) if line.starts_with([' ', '\t']) => {
+                last.push(' ');
+                last.push_str(line.trim());
+            }
+            _ => packets.push(line.to_owned()),
+        }
+    }
+    // A line still being written is not a packet yet.
+    if !stdout.ends_with('\n') {
+        packets.pop();
+    }
+    packets
 }
 
 /// Renders captured lines so the text is the same on every run:
@@ -345,6 +497,51 @@ fn renumber_ports(line: &str, ports: &mut HashMap<String, String>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use etherparse::PacketBuilder;
+
+    const MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
+
+    #[test]
+    fn a_frame_parses_into_its_udp_datagram_or_the_icmp_error_about_one() {
+        let (a, b) = ([203, 0, 113, 2], [203, 0, 113, 1]);
+        let mut frame = Vec::new();
+        PacketBuilder::ethernet2(MAC, MAC)
+            .ipv4(a, b, 64)
+            .udp(55501, 55502)
+            .write_to_vec(&mut frame, b"PUNCH")
+            .unwrap();
+        let ip = frame[14..].to_vec();
+        // A frame padded to Ethernet's 60-byte minimum: the padding is not
+        // part of the IP packet.
+        frame.resize(60, 0);
+        let udp = Packet::parse("udp".into(), &frame).unwrap();
+        assert_eq!(udp.ip, ip);
+        assert_eq!(udp.udp_source(), Some(SocketAddrV4::new(a.into(), 55501)));
+        assert_eq!(
+            udp.udp_destination(),
+            Some(SocketAddrV4::new(b.into(), 55502))
+        );
+        assert_eq!(udp.udp_payload(), b"PUNCH");
+
+        // The answer of b: port unreachable, quoting the datagram.
+        let mut error = Vec::new();
+        PacketBuilder::ethernet2(MAC, MAC)
+            .ipv4(b, a, 64)
+            .icmpv4(Icmpv4Type::DestinationUnreachable(
+                icmpv4::DestUnreachableHeader::Port,
+            ))
+            .write_to_vec(&mut error, &ip)
+            .unwrap();
+        let icmp = Packet::parse("icmp".into(), &error).unwrap();
+        assert_eq!(
+            icmp.contents,
+            Contents::PortUnreachable {
+                source: SocketAddrV4::new(a.into(), 55501),
+                destination: SocketAddrV4::new(b.into(), 55502),
+            }
+        );
+        assert_eq!(icmp.udp_payload(), b"");
+    }
 
     #[test]
     fn normalize_hides_what_is_random_by_design() {

@@ -286,8 +286,8 @@ impl Lab {
         })
     }
 
-    /// Starts tcpdump on `interface` inside `host`, printing one line per
-    /// packet that matches `filter` (pcap-filter syntax, e.g. `tcp port
+    /// Starts tcpdump on `interface` inside `host`, recording and printing
+    /// each packet that matches `filter` (pcap-filter syntax, e.g. `tcp port
     /// 8890`); `extra` adds tcpdump options such as `-v`. Returns once
     /// tcpdump is listening.
     pub fn capture(
@@ -306,12 +306,17 @@ impl Lab {
         // the capture buffer: 2048 bytes hold any packet at MTU 1500, and 8
         // MiB hold thousands of them, where the defaults (256 KiB packets, 2
         // MiB) would hold 8 and drop a burst of fragments.
+        // -w FILE: every packet goes to a pcap file, which `Capture::stop`
+        // parses; --print: each is also printed, as without -w; -U: each
+        // reaches the file as soon as it is captured.
+        let file = Capture::new_file();
         #[rustfmt::skip]
         command
             .args(["-i", interface, "-n", "-t", "-S", "-l", "--immediate-mode", "-s", "2048", "-B", "8192"])
+            .arg("-U").arg("-w").arg(&file).arg("--print")
             .args(extra)
             .args(filter.split_whitespace());
-        Capture::start(command, &format!("tcpdump on {host} {interface}"))
+        Capture::start(command, &format!("tcpdump on {host} {interface}"), file)
     }
 
     /// The process ids running inside `host`.

@@ -18,7 +18,8 @@
 //!   for a learner.
 //! - [`Lab::command`] runs a program inside a host (`ip netns exec`),
 //!   [`Lab::in_host`] runs a closure on a thread inside it (its sockets
-//!   live there), [`Lab::capture`] starts tcpdump inside it,
+//!   live there), [`Lab::capture`] starts tcpdump inside it (lines to
+//!   wait on, and [`Packet`]s parsed from its pcap file),
 //!   [`Lab::add_loss`] and [`Lab::nft`] add nftables rules.
 //! - [`lab_for_test`] is how a test gets a lab: as root it builds one; as a
 //!   user with unprivileged user namespaces it reruns the test inside one;
@@ -41,7 +42,7 @@ pub mod nat;
 mod topology;
 
 pub use access::{Access, IN_USERNS, access};
-pub use capture::{CAPTURE_DEADLINE, Capture, normalize};
+pub use capture::{CAPTURE_DEADLINE, Capture, Contents, Packet, Recording, normalize};
 pub use lab::{Lab, NAMED_PREFIX_VAR, loss_ruleset};
 pub use topology::{
     DEFAULT_SYSCTLS, ECHO_PORT, End, Host, Link, PORT_A, PORT_B, Topology, VM1, VM2,

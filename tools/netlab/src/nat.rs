@@ -5,7 +5,7 @@
 //!                      internet 203.0.113.0/24 (a bridge in host `internet`)
 //!        ┌───────────────────────┼────────────────────────┐
 //!  router1 wan 203.0.113.1   rendezvous 203.0.113.10   router2 wan 203.0.113.2
-//!  (NAT + firewall)                                     (NAT + firewall)
+//!  (NAT [+ firewall])                                   (NAT [+ firewall])
 //!  lan 192.168.1.1/24                                   lan 192.168.1.1/24
 //!    ├── alice 192.168.1.2                                └── bob 192.168.1.2
 //!    └── carol 192.168.1.3
@@ -13,9 +13,11 @@
 //!
 //! Both homes use the same private range, as real homes do: alice and bob
 //! even have the same address. Each router masquerades what leaves by its
-//! `wan` (nftables `masquerade`, Linux conntrack underneath) and, as home
-//! routers do, drops what arrives on `wan` unsolicited: a datagram that
-//! belongs to no flow conntrack knows. A named counter counts those drops.
+//! `wan` (nftables `masquerade`, Linux conntrack underneath). What it does
+//! with a datagram that arrives on `wan` unsolicited (one that belongs to
+//! no flow conntrack knows) is its [`Unsolicited`] behaviour: as home
+//! routers do, drop it (a named counter counts those drops), or, with no
+//! firewall, take it for itself.
 
 use std::net::Ipv4Addr;
 
@@ -51,39 +53,94 @@ pub enum Mapping {
     Symmetric,
 }
 
-/// The nftables ruleset of a home router: masquerade on `wan` with
-/// `mapping`, and drop (counted) what arrives on `wan` unsolicited.
-pub fn router_ruleset(mapping: Mapping) -> String {
-    let random = match mapping {
+/// What a router does with a datagram that arrives on `wan` unsolicited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unsolicited {
+    /// Drop it, and count it, in the filter hooks. Conntrack confirms a new
+    /// entry only when its first packet has passed every hook, so a dropped
+    /// datagram leaves no entry behind.
+    Drop,
+    /// No firewall, masquerade only: the datagram is addressed to the
+    /// router, so it is delivered to the router itself, where nothing
+    /// listens; the router answers with ICMP "port unreachable", and
+    /// conntrack keeps an entry for the datagram's flow (UNREPLIED).
+    Deliver,
+}
+
+/// A home router: how it maps, what it does with unsolicited datagrams.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Router {
+    pub mapping: Mapping,
+    pub unsolicited: Unsolicited,
+}
+
+impl Router {
+    /// A home router as most are: `mapping`, and unsolicited datagrams
+    /// dropped.
+    pub fn home(mapping: Mapping) -> Router {
+        Router {
+            mapping,
+            unsolicited: Unsolicited::Drop,
+        }
+    }
+
+    /// A router that only masquerades (endpoint-independent), with no
+    /// firewall.
+    pub fn masquerade_only() -> Router {
+        Router {
+            mapping: Mapping::EndpointIndependent,
+            unsolicited: Unsolicited::Deliver,
+        }
+    }
+}
+
+/// The nftables ruleset of `router`: masquerade on `wan` with its mapping,
+/// and, with [`Unsolicited::Drop`], drop (counted) what arrives on `wan`
+/// unsolicited.
+pub fn router_ruleset(router: Router) -> String {
+    let random = match router.mapping {
         Mapping::EndpointIndependent => "",
         Mapping::Symmetric => " random",
     };
-    format!(
+    let nat = format!(
         "table ip nat {{
 \tchain postrouting {{
 \t\ttype nat hook postrouting priority srcnat; policy accept;
 \t\toifname \"wan\" masquerade{random}
 \t}}
 }}
-table inet firewall {{
-\tcounter unsolicited {{ }}
-\tchain input {{
+"
+    );
+    match router.unsolicited {
+        Unsolicited::Drop => nat + FIREWALL,
+        Unsolicited::Deliver => nat,
+    }
+}
+
+/// The home router's firewall: what arrives on `wan` and is new to
+/// conntrack is dropped and counted.
+const FIREWALL: &str = "table inet firewall {
+\tcounter unsolicited { }
+\tchain input {
 \t\ttype filter hook input priority filter; policy accept;
 \t\tiifname \"wan\" ct state new counter name \"unsolicited\" drop
-\t}}
-\tchain forward {{
+\t}
+\tchain forward {
 \t\ttype filter hook forward priority filter; policy accept;
 \t\tiifname \"wan\" ct state new counter name \"unsolicited\" drop
-\t}}
-}}
-"
-    )
+\t}
 }
+";
 
 impl Topology {
     /// Lesson 6's scene (see the module's drawing), with each router's
-    /// NAT mapping as given.
+    /// NAT mapping as given and unsolicited datagrams dropped.
     pub fn nat_scene(router1: Mapping, router2: Mapping) -> Topology {
+        Topology::nat_scene_with(Router::home(router1), Router::home(router2))
+    }
+
+    /// Lesson 6's scene with each router as given.
+    pub fn nat_scene_with(router1: Router, router2: Router) -> Topology {
         let none = Ipv4Addr::UNSPECIFIED;
         let mut topology = Topology::new();
         for host in [
@@ -165,6 +222,36 @@ pub fn unsolicited_drops(lab: &Lab, router: &str) -> Result<u64> {
         .with_context(|| format!("no packet count in {router}'s counter: {listing}"))
 }
 
+/// `router`'s conntrack entries for UDP, from its namespace's
+/// /proc/net/nf_conntrack, one line each without what changes from run to
+/// run (the seconds left, `mark`, `zone`, `use`): `udp src=… dst=… sport=…
+/// dport=… [UNREPLIED] src=… …`, the original tuple, then the reply
+/// tuple.
+pub fn conntrack_udp(lab: &Lab, router: &str) -> Result<Vec<String>> {
+    let table = lab.run(router, &["cat", "/proc/net/nf_conntrack"])?;
+    Ok(table
+        .lines()
+        .filter_map(|line| {
+            // ipv4 2 udp 17 SECONDS src=… : the family, the protocol (by
+            // name and number), then the seconds left.
+            let words: Vec<&str> = line.split_whitespace().collect();
+            if words.get(2) != Some(&"udp") {
+                return None;
+            }
+            let kept: Vec<&str> = words[5..]
+                .iter()
+                .copied()
+                .filter(|word| {
+                    !["mark=", "zone=", "use=", "secctx="]
+                        .iter()
+                        .any(|k| word.starts_with(k))
+                })
+                .collect();
+            Some(format!("udp {}", kept.join(" ")))
+        })
+        .collect())
+}
+
 /// Sets `router`'s conntrack UDP timeouts (seconds): for a flow seen one
 /// way (`nf_conntrack_udp_timeout`) and both ways (`…_udp_timeout_stream`).
 /// They belong to the router's namespace only.
@@ -193,5 +280,11 @@ mod tests {
         for router in ["router1", "router2"] {
             assert!(nft(router).contains("ct state new counter name \"unsolicited\" drop"));
         }
+        let bare = Topology::nat_scene_with(Router::masquerade_only(), Router::masquerade_only());
+        let nft = bare.find("router1").unwrap().nft.join("");
+        assert!(
+            nft.contains("masquerade\n") && !nft.contains("drop"),
+            "{nft}"
+        );
     }
 }

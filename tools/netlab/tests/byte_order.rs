@@ -23,28 +23,30 @@ fn sockaddr_in_holds_port_and_address_in_network_byte_order() {
     assert_eq!(raw.sin_addr.s_addr.to_ne_bytes(), [192, 168, 126, 129]);
 }
 
-/// The same bytes in a datagram leaving vm1: tcpdump's hex dump of the
-/// packet shows vm2's address, then the ports 55566 and 55577 as D90E D919.
+/// The same bytes in a datagram leaving vm1: the captured packet holds
+/// vm2's address, then the ports 55566 and 55577 as D9 0E D9 19.
 #[test]
 fn port_and_address_cross_the_wire_in_network_byte_order() {
     let Some(lab) = two_vms("port_and_address_cross_the_wire_in_network_byte_order") else {
         return;
     };
-    let capture = lab.capture("vm1", "eth0", &["-x"], "udp").unwrap();
+    let capture = lab.capture("vm1", "eth0", &[], "udp").unwrap();
     let socket = lab.in_host("vm1", || UdpSocket::bind(vm1(PORT_A)).unwrap());
     socket.send_to(b"hi", vm2(PORT_B)).unwrap();
-    // Bytes 12 to 15 of the IPv4 header hold the source address, 16 to 19
-    // the destination; the UDP header follows with the source port, then
-    // the destination port. tcpdump -x prints 16 bytes per line.
     capture.wait_for("UDP, length 2").unwrap();
-    // Stopped, tcpdump has printed the hex lines too (one entry per packet).
-    let lines = capture.finish().unwrap();
-    let packet = lines
+    let packets = capture.stop().unwrap().packets;
+    let packet = packets
         .iter()
-        .find(|line| line.contains("UDP, length 2"))
+        .find(|packet| packet.udp_payload() == b"hi")
         .unwrap();
-    assert!(
-        packet.contains("c0a8 7e81 0x0010:  c0a8 7e80 d90e d919"),
-        "addresses and ports big-endian on the wire: {packet}"
+    // Bytes 12 to 15 of the IPv4 header (20 bytes here) hold the source
+    // address, 16 to 19 the destination; the UDP header follows with the
+    // source port, then the destination port.
+    assert_eq!(
+        packet.ip[12..24],
+        [
+            192, 168, 126, 129, 192, 168, 126, 128, 0xD9, 0x0E, 0xD9, 0x19
+        ],
+        "addresses and ports big-endian on the wire: {packet:?}"
     );
 }
