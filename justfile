@@ -50,6 +50,16 @@ lesson5-server *args:
 lesson5-client *args:
     cargo run -q -p lesson5-event-loop --bin lesson5-client -- "$@"
 
+# ---- practice: write each lesson yourself (practice/README.md) ----
+
+# Check your lesson N in practice/ stage by stage (`just check N --stage K`: one stage; `--reference`: the lesson's own code); no N: the progress table.
+check *args:
+    @cargo run -q -p practice-check -- "$@"
+
+# Re-check your lesson N on every save of practice/<its crate> (Ctrl+C stops).
+practice lesson *args:
+    @cargo run -q -p practice-check -- --watch "$@"
+
 # ---- tests and CI ----
 
 # Run every test of the workspace.
