@@ -5,6 +5,7 @@
 //! test-harness noise, plus the stage's hint, book section and man pages.
 
 pub mod manifest;
+pub mod patch;
 pub mod progress;
 
 use std::fmt::Write as _;
@@ -260,7 +261,7 @@ pub fn clean_failure(text: &str) -> String {
         .lines()
         .filter(|line| {
             let location = line.starts_with("thread '") && line.contains("panicked at");
-            let note = line.starts_with("note: run with `RUST_BACKTRACE=1`")
+            let note = line.contains("note: run with `RUST_BACKTRACE=1`")
                 || line.starts_with("stack backtrace:");
             !(location || note)
         })
@@ -401,6 +402,61 @@ pub fn run_stages(
     Ok(Verdict::AllPassed)
 }
 
+/// The line after a check: what to do next.
+pub fn closing_line(
+    lesson: &Lesson,
+    total: usize,
+    verdict: &Verdict,
+    only: Option<usize>,
+) -> String {
+    let number = lesson.number;
+    match verdict {
+        Verdict::AllPassed if only.is_none() => format!(
+            "\nLesson {number}: all {total} stages pass. The lesson's own code is in lessons/{}.\n",
+            lesson.krate
+        ),
+        Verdict::FailedAt(k) => format!(
+            "\nFix it and run `just check {number}` again (`just check {number} --stage {k}` runs this stage alone).\n"
+        ),
+        _ => String::new(),
+    }
+}
+
+/// A check's output made the same on every machine and run, for the book:
+/// the build folder `bin_dir` shown as `shown`, paths relative to `root`,
+/// ports and thread ids (which the kernel picks) as `PORT` and no id.
+pub fn transcript(output: &str, root: &Path, bin_dir: &Path, shown: &str) -> String {
+    let text = output
+        .replace(&bin_dir.display().to_string(), shown)
+        .replace(&format!("{}/", root.display()), "");
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text.as_str();
+    while let Some(at) = rest.find([':', '(']) {
+        let (before, after) = rest.split_at(at);
+        out.push_str(before);
+        let digits = after[1..].chars().take_while(char::is_ascii_digit).count();
+        let is_port = after.starts_with(':')
+            && digits > 0
+            && (out.ends_with("127.0.0.1") || out.ends_with("[::1]"));
+        let is_thread_id = after.starts_with('(')
+            && digits > 0
+            && after[1 + digits..].starts_with(')')
+            && out.ends_with("' ");
+        if is_port {
+            out.push_str(":PORT");
+            rest = &after[1 + digits..];
+        } else if is_thread_id {
+            out.pop();
+            rest = &after[2 + digits..];
+        } else {
+            out.push_str(&after[..1]);
+            rest = &after[1..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// The compiler's first error, as the learner sees it.
 pub fn build_failure_report(first_error: &str, errors: usize) -> String {
     let mut out = String::from("Your program does not compile");
@@ -436,6 +492,20 @@ mod tests {
         assert_eq!(
             count_passed("test result: ok. 3 passed; 0 failed; 0 ignored"),
             Some(3)
+        );
+    }
+
+    #[test]
+    fn a_transcript_hides_ports_thread_ids_and_build_paths() {
+        let text = transcript(
+            "/r/x/bin/chat --bind 127.0.0.1:4321 [::1]:7 thread 'main' (123) panicked (fd 3)\n/r/lessons",
+            Path::new("/r"),
+            Path::new("/r/x/bin"),
+            "practice/target/check/l",
+        );
+        assert_eq!(
+            text,
+            "practice/target/check/l/chat --bind 127.0.0.1:PORT [::1]:PORT thread 'main' panicked (fd 3)\nlessons"
         );
     }
 

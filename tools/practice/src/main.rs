@@ -150,19 +150,7 @@ fn check(number: u32, only: Option<usize>, reference: bool, out: &mut dyn Write)
     }
     progress.save(&path)?;
 
-    match verdict {
-        Verdict::AllPassed if only.is_none() => writeln!(
-            out,
-            "\nLesson {number}: all {total} stages pass. The lesson's own code is in lessons/{}.",
-            lesson.krate
-        )?,
-        Verdict::AllPassed => {}
-        Verdict::FailedAt(k) => writeln!(
-            out,
-            "\nFix it and run `just check {number}` again (`just check {number} --stage {k}` runs this stage alone)."
-        )?,
-        Verdict::CannotRun(_) | Verdict::DoesNotBuild => {}
-    }
+    out.write_all(practice_check::closing_line(&lesson, total, &verdict, only).as_bytes())?;
     Ok(verdict == Verdict::AllPassed)
 }
 

@@ -18,6 +18,10 @@ pub struct Manifest {
     /// `lesson2-chat`): the checker gives them the reference builds.
     #[serde(default)]
     pub uses: Vec<String>,
+    /// The broken implementation (`<K>-<slug>`, a patch under
+    /// practice/broken/<crate>) whose check output the book shows.
+    #[serde(default)]
+    pub transcript: Option<String>,
     #[serde(rename = "stage")]
     pub stages: Vec<Stage>,
     /// Tests that belong to no stage, and why (kernel experiments, the
