@@ -194,11 +194,17 @@ fn requests_without_their_cookie_are_ignored_even_from_the_right_address() {
     let (alice, bob) = (Speaker::new(), Speaker::new());
     let cookie = register(&alice, "alice", "192.168.1.2:55501", addr);
     let wrong = Cookie(cookie.0 ^ 1);
+    println!(
+        "sent, from alice's address: CONNECT alice bob with a wrong cookie; expected it logged and ignored"
+    );
     connect(&alice, "alice", "bob", wrong, addr);
     server.expect_stderr_line(&format!(
         "ignored CONNECT alice bob from {}: wrong cookie for alice",
         alice.addr()
     ));
+    println!(
+        "sent, from alice's address: REGISTER alice 10.6.6.6:6666 without a cookie; expected it logged and ignored"
+    );
     alice.send(
         &Message::Register {
             name: "alice".into(),
