@@ -71,8 +71,13 @@ ci:
     cargo fmt --all --check
     cargo clippy --workspace --all-targets -- -D warnings
     cargo test --workspace
+    just practice-ci
     @# mdbook exits 0 even when an include fails; any WARN or ERROR line fails CI.
     mdbook build docs 2>&1 | awk '{ print } /^ *(WARN|ERROR)/ { bad = 1 } END { exit bad }'
+
+# Prove the practice stages (minutes): every broken implementation fails exactly its stage, a copy of each reference lesson passes every stage, every untouched practice crate fails stage 1 cleanly, and the book's checker transcripts are current.
+practice-ci:
+    cargo test -p practice-check --test broken -- --ignored --test-threads 1
 
 # ---- the book ----
 

@@ -28,12 +28,10 @@ fn test_functions(dir: &Path) -> Vec<String> {
         for line in text.lines().map(str::trim) {
             if line == "#[test]" {
                 after_test = true;
-            } else if after_test {
-                if let Some(rest) = line.strip_prefix("fn ") {
-                    let name = rest.split('(').next().unwrap_or_default();
-                    tests.push(format!("{file}::{name}"));
-                    after_test = false;
-                }
+            } else if after_test && let Some(rest) = line.strip_prefix("fn ") {
+                let name = rest.split('(').next().unwrap_or_default();
+                tests.push(format!("{file}::{name}"));
+                after_test = false;
             }
         }
     }
