@@ -99,7 +99,7 @@ fn run(args: &Args) -> Result<()> {
         SocketAddr::V4(_) => AddressFamily::Inet,
         SocketAddr::V6(_) => AddressFamily::Inet6,
     };
-    let fd: OwnedFd = todo!("step 1: create a non-blocking UDP socket of the family of --bind; see socket(2) and lesson 5, \"Non-blocking, even after poll said \"ready\"\"");
+    let fd: OwnedFd = todo!("step 1: create a non-blocking UDP socket of the family of --bind; see socket(2) and lesson 5, \"Non-blocking, even after poll said 'ready'\"");
 
     // 2. Our own address, as the kernel wants it (the C's sockaddr_in). clap
     // parsed --bind before any socket existed: a typo is a usage error.
@@ -187,7 +187,7 @@ fn event_loop(
 /// and the socket never blocks.
 fn receive_one(fd: &OwnedFd, buffer: &mut [u8], args: &Args) {
     let received: nix::Result<(usize, Option<SockaddrStorage>)> =
-        todo!("step 5c: receive one datagram into buffer, with its sender; see recvfrom(2) and lesson 5, \"Non-blocking, even after poll said \"ready\"\"");
+        todo!("step 5c: receive one datagram into buffer, with its sender; see recvfrom(2) and lesson 5, \"Non-blocking, even after poll said 'ready'\"");
     match received {
         Ok((len, sender)) => {
             let sender = sender.as_ref().and_then(to_socket_addr);

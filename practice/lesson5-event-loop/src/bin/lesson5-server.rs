@@ -93,7 +93,7 @@ fn run(args: &Args) -> Result<()> {
     // 1. Create the socket: a TCP (stream) socket of the address's family.
     // New: SOCK_NONBLOCK. `accept_clients` accepts until EAGAIN says the
     // queue is empty; a blocking accept would wait there, serving nobody.
-    let listener: OwnedFd = todo!("step 1: create a non-blocking TCP socket of the family of --bind; see socket(2) and lesson 5, \"EAGAIN: \"not now\"\"");
+    let listener: OwnedFd = todo!("step 1: create a non-blocking TCP socket of the family of --bind; see socket(2) and lesson 5, \"EAGAIN: 'not now'\"");
 
     // 2. Allow binding the address while connections of an earlier socket
     // on it linger in TIME_WAIT, as in lesson 4.
@@ -323,7 +323,7 @@ impl Client {
     fn receive(&mut self) -> Connection {
         let mut buffer = [0u8; BUFFER_SIZE];
         let received: nix::Result<usize> =
-            todo!("step 8: receive once from the client into buffer; see recv(2) and lesson 5, \"EAGAIN: \"not now\"\"");
+            todo!("step 8: receive once from the client into buffer; see recv(2) and lesson 5, \"EAGAIN: 'not now'\"");
         let received = match received {
             Ok(0) => {
                 // The client sent its end (FIN) but may still read (lesson
@@ -361,7 +361,7 @@ impl Client {
         while !self.pending.is_empty() {
             // MSG_NOSIGNAL, as in lessons 3-4: a vanished client is EPIPE.
             let sent: nix::Result<usize> =
-                todo!("step 9: send the pending bytes without SIGPIPE; see send(2) and lesson 5, \"EAGAIN: \"not now\"\"");
+                todo!("step 9: send the pending bytes without SIGPIPE; see send(2) and lesson 5, \"EAGAIN: 'not now'\"");
             match sent {
                 Ok(sent) => {
                     self.pending.drain(..sent);
