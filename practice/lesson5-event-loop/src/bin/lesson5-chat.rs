@@ -6,7 +6,13 @@
 //! `just practice 5` check it on every save. The solution is lesson 5 itself.
 
 // The skeleton compiles while steps are missing; delete this line when done.
-#![allow(unreachable_code, unused_variables, unused_imports, unused_mut, dead_code)]
+#![allow(
+    unreachable_code,
+    unused_variables,
+    unused_imports,
+    unused_mut,
+    dead_code
+)]
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -90,7 +96,9 @@ fn run(args: &Args) -> Result<()> {
     // Fix: lesson 2 missed a signal landing between its flag check and its
     // read. Blocked, SIGINT and SIGTERM stay pending, and the signalfd is
     // readable while one is: poll waits for it with everything else.
-    let signals: SignalFd = todo!("step 0: block SIGINT and SIGTERM for this thread and create a signalfd that reads them; see sigprocmask(2), signalfd(2) and lesson 5, \"Ctrl+C as a descriptor\"");
+    let signals: SignalFd = todo!(
+        "step 0: block SIGINT and SIGTERM for this thread and create a signalfd that reads them; see sigprocmask(2), signalfd(2) and lesson 5, \"Ctrl+C as a descriptor\""
+    );
 
     // 1. Create the UDP socket, in the address family of our address.
     // New: SOCK_NONBLOCK, because poll's "readable" is a hint: a recvfrom
@@ -99,14 +107,18 @@ fn run(args: &Args) -> Result<()> {
         SocketAddr::V4(_) => AddressFamily::Inet,
         SocketAddr::V6(_) => AddressFamily::Inet6,
     };
-    let fd: OwnedFd = todo!("step 1: create a non-blocking UDP socket of the family of --bind; see socket(2) and lesson 5, \"Non-blocking, even after poll said 'ready'\"");
+    let fd: OwnedFd = todo!(
+        "step 1: create a non-blocking UDP socket of the family of --bind; see socket(2) and lesson 5, \"Non-blocking, even after poll said 'ready'\""
+    );
 
     // 2. Our own address, as the kernel wants it (the C's sockaddr_in). clap
     // parsed --bind before any socket existed: a typo is a usage error.
     let my_addr = SockaddrStorage::from(args.bind);
 
     // 3. Bind the socket to our address, so datagrams sent to it reach us.
-    let bound: SockaddrStorage = todo!("step 3: bind the socket to my_addr, then ask getsockname which port the kernel gave; see bind(2), getsockname(2) and lesson 5, \"The chat, in one thread\"");
+    let bound: SockaddrStorage = todo!(
+        "step 3: bind the socket to my_addr, then ask getsockname which port the kernel gave; see bind(2), getsockname(2) and lesson 5, \"The chat, in one thread\""
+    );
     let bound = to_socket_addr(&bound).unwrap_or(args.bind);
     println!("bound to {bound}");
 
@@ -142,11 +154,15 @@ fn event_loop(
     loop {
         // a. Sleep until a descriptor is ready: no timeout, no turns to take
         // (lesson 1), no flag to look at (lesson 2).
-        let [keyboard, socket, signal]: [PollFlags; 3] = todo!("step 5a: poll the keyboard (fd 0), the socket and the signalfd for POLLIN with no timeout (retry on EINTR), and return what each reported; see poll(2) and lesson 5, \"poll: wait until something is ready\"");
+        let [keyboard, socket, signal]: [PollFlags; 3] = todo!(
+            "step 5a: poll the keyboard (fd 0), the socket and the signalfd for POLLIN with no timeout (retry on EINTR), and return what each reported; see poll(2) and lesson 5, \"poll: wait until something is ready\""
+        );
 
         // b. A stop signal is pending: take it off the queue, and stop.
         if !signal.is_empty() {
-            let caught: Option<Signal> = todo!("step 5b: read the pending signal off the signalfd; see signalfd(2) and lesson 5, \"Ctrl+C as a descriptor\"");
+            let caught: Option<Signal> = todo!(
+                "step 5b: read the pending signal off the signalfd; see signalfd(2) and lesson 5, \"Ctrl+C as a descriptor\""
+            );
             if let Some(caught) = caught {
                 println!("\ncaught {caught}, quitting...");
             }
@@ -186,8 +202,9 @@ fn event_loop(
 /// Takes one datagram off the socket and prints it: poll said one is there,
 /// and the socket never blocks.
 fn receive_one(fd: &OwnedFd, buffer: &mut [u8], args: &Args) {
-    let received: nix::Result<(usize, Option<SockaddrStorage>)> =
-        todo!("step 5c: receive one datagram into buffer, with its sender; see recvfrom(2) and lesson 5, \"Non-blocking, even after poll said 'ready'\"");
+    let received: nix::Result<(usize, Option<SockaddrStorage>)> = todo!(
+        "step 5c: receive one datagram into buffer, with its sender; see recvfrom(2) and lesson 5, \"Non-blocking, even after poll said 'ready'\""
+    );
     match received {
         Ok((len, sender)) => {
             let sender = sender.as_ref().and_then(to_socket_addr);
@@ -219,8 +236,9 @@ fn receive_one(fd: &OwnedFd, buffer: &mut [u8], args: &Args) {
 
 /// Sends `message` to the peer as one datagram, and says how it went.
 fn send_message(fd: &OwnedFd, message: &[u8], peer_addr: &SockaddrStorage, peer: SocketAddr) {
-    let sent: nix::Result<usize> =
-        todo!("step 5d: send message to peer_addr as one datagram; see sendto(2) and lesson 5, \"The chat, in one thread\"");
+    let sent: nix::Result<usize> = todo!(
+        "step 5d: send message to peer_addr as one datagram; see sendto(2) and lesson 5, \"The chat, in one thread\""
+    );
     match sent {
         // Sent only means the datagram left: UDP has no acknowledgement.
         Ok(sent) => println!("[sent {sent} bytes]"),
@@ -254,8 +272,9 @@ impl LineReader {
     /// at once: with the bytes there, or 0 at the end of input.
     fn read_available(&mut self) -> nix::Result<()> {
         let mut chunk = [0u8; 4096];
-        let read: nix::Result<usize> =
-            todo!("step 5d: read(2) what is there on descriptor 0 into chunk, once; see read(2) and lesson 5, \"Half a line\"");
+        let read: nix::Result<usize> = todo!(
+            "step 5d: read(2) what is there on descriptor 0 into chunk, once; see read(2) and lesson 5, \"Half a line\""
+        );
         match read {
             Ok(read) => {
                 self.at_end = read == 0;

@@ -6,7 +6,13 @@
 //! `just practice 5` check it on every save. The solution is lesson 5 itself.
 
 // The skeleton compiles while steps are missing; delete this line when done.
-#![allow(unreachable_code, unused_variables, unused_imports, unused_mut, dead_code)]
+#![allow(
+    unreachable_code,
+    unused_variables,
+    unused_imports,
+    unused_mut,
+    dead_code
+)]
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -83,7 +89,9 @@ fn main() -> ExitCode {
 fn run(args: &Args) -> Result<()> {
     // Ctrl+C (SIGINT) and SIGTERM become a descriptor, as in the chat: the
     // event loop waits for it like for any socket, then returns (status 0).
-    let signals: SignalFd = todo!("step 0: block SIGINT and SIGTERM and create a non-blocking signalfd that reads them, as the chat does; see signalfd(2) and lesson 5, \"Ctrl+C as a descriptor\"");
+    let signals: SignalFd = todo!(
+        "step 0: block SIGINT and SIGTERM and create a non-blocking signalfd that reads them, as the chat does; see signalfd(2) and lesson 5, \"Ctrl+C as a descriptor\""
+    );
 
     let family = match args.bind {
         SocketAddr::V4(_) => AddressFamily::Inet,
@@ -93,23 +101,33 @@ fn run(args: &Args) -> Result<()> {
     // 1. Create the socket: a TCP (stream) socket of the address's family.
     // New: SOCK_NONBLOCK. `accept_clients` accepts until EAGAIN says the
     // queue is empty; a blocking accept would wait there, serving nobody.
-    let listener: OwnedFd = todo!("step 1: create a non-blocking TCP socket of the family of --bind; see socket(2) and lesson 5, \"EAGAIN: 'not now'\"");
+    let listener: OwnedFd = todo!(
+        "step 1: create a non-blocking TCP socket of the family of --bind; see socket(2) and lesson 5, \"EAGAIN: 'not now'\""
+    );
 
     // 2. Allow binding the address while connections of an earlier socket
     // on it linger in TIME_WAIT, as in lesson 4.
-    todo!("step 2: set SO_REUSEADDR, as lesson 4 does; see setsockopt(2), socket(7) and lesson 5, \"Stopping and restarting\"");
+    todo!(
+        "step 2: set SO_REUSEADDR, as lesson 4 does; see setsockopt(2), socket(7) and lesson 5, \"Stopping and restarting\""
+    );
 
     // 3. Bind it to the address clients will connect to.
-    todo!("step 3: bind the socket to --bind; an error says \"cannot bind TCP socket to ADDRESS\"; see bind(2) and lesson 5, \"An echo server with epoll\"");
+    todo!(
+        "step 3: bind the socket to --bind; an error says \"cannot bind TCP socket to ADDRESS\"; see bind(2) and lesson 5, \"An echo server with epoll\""
+    );
 
     // 4. Listen: from now on the kernel completes connections by itself and
     // queues up to `backlog` of them until `accept` takes them.
-    let local: SockaddrStorage = todo!("step 4: listen with --backlog, then ask getsockname for the address; see listen(2), getsockname(2) and lesson 5, \"An echo server with epoll\"");
+    let local: SockaddrStorage = todo!(
+        "step 4: listen with --backlog, then ask getsockname for the address; see listen(2), getsockname(2) and lesson 5, \"An echo server with epoll\""
+    );
 
     // 5. An epoll instance: the kernel's list of descriptors this thread
     // waits for. The listener and the signalfd go in now, each client when
     // it is accepted. Level-triggered (no EPOLLET): see `serve_client`.
-    let epoll: Epoll = todo!("step 5: create an epoll instance and watch the listener (token LISTENER) and the signalfd (token SIGNALS) for EPOLLIN; see epoll_create1(2), epoll_ctl(2) and lesson 5, \"poll's limit, and epoll\"");
+    let epoll: Epoll = todo!(
+        "step 5: create an epoll instance and watch the listener (token LISTENER) and the signalfd (token SIGNALS) for EPOLLIN; see epoll_create1(2), epoll_ctl(2) and lesson 5, \"poll's limit, and epoll\""
+    );
 
     let mut server = Server {
         epoll,
@@ -129,7 +147,9 @@ fn run(args: &Args) -> Result<()> {
                 .unwrap_or(EpollTimeout::ZERO),
             None => EpollTimeout::NONE,
         };
-        let ready: usize = todo!("step 6: wait with epoll_wait for up to timeout (retry on EINTR); return how many events it filled in; see epoll_wait(2) and lesson 5, \"poll's limit, and epoll\"");
+        let ready: usize = todo!(
+            "step 6: wait with epoll_wait for up to timeout (retry on EINTR); return how many events it filled in; see epoll_wait(2) and lesson 5, \"poll's limit, and epoll\""
+        );
         server.resume_accepting_if_due();
         for event in &events[..ready] {
             match event.data() {
@@ -137,7 +157,9 @@ fn run(args: &Args) -> Result<()> {
                     .accept_clients()
                     .with_context(|| format!("cannot accept clients on {local}"))?,
                 SIGNALS => {
-                    let caught: Option<Signal> = todo!("step 6: read the caught signal off the signalfd; see signalfd(2) and lesson 5, \"Stopping and restarting\"");
+                    let caught: Option<Signal> = todo!(
+                        "step 6: read the caught signal off the signalfd; see signalfd(2) and lesson 5, \"Stopping and restarting\""
+                    );
                     let name = caught.map_or_else(|| "a stop signal".into(), |s| s.to_string());
                     log(format_args!(
                         "caught {name}: closing {} connection(s) and exiting",
@@ -192,7 +214,9 @@ impl Server {
     /// only when the listener itself is unusable.
     fn accept_clients(&mut self) -> nix::Result<()> {
         for _ in 0..ACCEPTS_PER_WAKEUP {
-            let accepted: nix::Result<i32> = todo!("step 7: accept one client, non-blocking and close-on-exec; see accept4(2) and lesson 5, \"Accepting, and running out of descriptors\"");
+            let accepted: nix::Result<i32> = todo!(
+                "step 7: accept one client, non-blocking and close-on-exec; see accept4(2) and lesson 5, \"Accepting, and running out of descriptors\""
+            );
             let raw_fd = match accepted {
                 Ok(raw_fd) => raw_fd,
                 // The queue is empty: done until epoll says otherwise.
@@ -241,7 +265,9 @@ impl Server {
         self.next_token += 1;
         // Only EPOLLIN: EPOLLOUT on an empty send buffer would wake us at once.
         let interest = EpollFlags::EPOLLIN;
-        let watched: nix::Result<()> = todo!("step 7: watch the client for `interest` under `token`; if that fails, log \"cannot watch client PEER: ERR; closed its connection\" and return; see epoll_ctl(2) and lesson 5, \"Accepting, and running out of descriptors\"");
+        let watched: nix::Result<()> = todo!(
+            "step 7: watch the client for `interest` under `token`; if that fails, log \"cannot watch client PEER: ERR; closed its connection\" and return; see epoll_ctl(2) and lesson 5, \"Accepting, and running out of descriptors\""
+        );
         log(format_args!("client {peer} connected"));
         let client = Client {
             fd,
@@ -259,7 +285,9 @@ impl Server {
     /// whether accepting should go on. Why: see the server's chapter,
     /// "Accepting, and running out of descriptors".
     fn turn_away_one_client(&mut self, err: Errno) -> bool {
-        todo!("step 7: close the spare, accept the client and close it at once (log \"cannot serve client PEER: ERR; closed its connection at once\"), reopen the spare; see accept4(2), open(2) and lesson 5, \"Accepting, and running out of descriptors\"")
+        todo!(
+            "step 7: close the spare, accept the client and close it at once (log \"cannot serve client PEER: ERR; closed its connection at once\"), reopen the spare; see accept4(2), open(2) and lesson 5, \"Accepting, and running out of descriptors\""
+        )
     }
 
     /// Stops watching the listener for ACCEPT_PAUSE: connections wait in
@@ -322,8 +350,9 @@ impl Client {
     /// Reads once from the client and echoes what came.
     fn receive(&mut self) -> Connection {
         let mut buffer = [0u8; BUFFER_SIZE];
-        let received: nix::Result<usize> =
-            todo!("step 8: receive once from the client into buffer; see recv(2) and lesson 5, \"EAGAIN: 'not now'\"");
+        let received: nix::Result<usize> = todo!(
+            "step 8: receive once from the client into buffer; see recv(2) and lesson 5, \"EAGAIN: 'not now'\""
+        );
         let received = match received {
             Ok(0) => {
                 // The client sent its end (FIN) but may still read (lesson
@@ -360,8 +389,9 @@ impl Client {
     fn flush(&mut self) -> Connection {
         while !self.pending.is_empty() {
             // MSG_NOSIGNAL, as in lessons 3-4: a vanished client is EPIPE.
-            let sent: nix::Result<usize> =
-                todo!("step 9: send the pending bytes without SIGPIPE; see send(2) and lesson 5, \"EAGAIN: 'not now'\"");
+            let sent: nix::Result<usize> = todo!(
+                "step 9: send the pending bytes without SIGPIPE; see send(2) and lesson 5, \"EAGAIN: 'not now'\""
+            );
             match sent {
                 Ok(sent) => {
                     self.pending.drain(..sent);
@@ -386,7 +416,9 @@ impl Client {
     /// client sent its end or too much echo is pending (backpressure), and
     /// EPOLLOUT only while some is.
     fn update_interest(&mut self, epoll: &Epoll, token: u64) -> Connection {
-        todo!("step 10: want EPOLLIN unless the client sent its end or MAX_PENDING bytes wait, EPOLLOUT only while some do; if that changed, EPOLL_CTL_MOD and remember it (on error log \"cannot watch client PEER: ERR\" and close); see epoll_ctl(2) and lesson 5, \"Backpressure\"")
+        todo!(
+            "step 10: want EPOLLIN unless the client sent its end or MAX_PENDING bytes wait, EPOLLOUT only while some do; if that changed, EPOLL_CTL_MOD and remember it (on error log \"cannot watch client PEER: ERR\" and close); see epoll_ctl(2) and lesson 5, \"Backpressure\""
+        )
     }
 }
 

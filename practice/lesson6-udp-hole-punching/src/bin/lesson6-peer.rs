@@ -7,7 +7,13 @@
 //! network namespaces: root or user namespaces). The solution is lesson 6.
 
 // The skeleton compiles while steps are missing; delete this line when done.
-#![allow(unreachable_code, unused_variables, unused_imports, unused_mut, dead_code)]
+#![allow(
+    unreachable_code,
+    unused_variables,
+    unused_imports,
+    unused_mut,
+    dead_code
+)]
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -161,11 +167,15 @@ impl Socket {
     fn open(bind: SocketAddr) -> Result<Socket> {
         // Ctrl+C and SIGTERM become a descriptor that `poll` waits on, as in
         // lesson 5: blocked, a signal stays pending until we read it.
-        let signals: SignalFd = todo!("step 0: block SIGINT and SIGTERM and create a signalfd that reads them, as in lesson 5; see signalfd(2) and lesson 6, \"The peer\"");
+        let signals: SignalFd = todo!(
+            "step 0: block SIGINT and SIGTERM and create a signalfd that reads them, as in lesson 5; see signalfd(2) and lesson 6, \"The peer\""
+        );
         // One socket for everything: the hole a NAT opens is for this socket's
         // port, so the rendezvous, the probes and the chat must all use it.
         // Non-blocking, as in lesson 5: `poll` may say readable for nothing.
-        let fd: OwnedFd = todo!("step 1: create one non-blocking UDP socket of --bind's family and bind it to --bind (an error says \"cannot bind UDP socket to ADDRESS\"); see socket(2), bind(2) and lesson 6, \"The peer\"");
+        let fd: OwnedFd = todo!(
+            "step 1: create one non-blocking UDP socket of --bind's family and bind it to --bind (an error says \"cannot bind UDP socket to ADDRESS\"); see socket(2), bind(2) and lesson 6, \"The peer\""
+        );
         let buffer = vec![0u8; 65_536];
         Ok(Socket {
             fd,
@@ -176,7 +186,9 @@ impl Socket {
 
     /// The address the socket is bound to (with port 0, the kernel chose).
     fn bound(&self) -> Result<SocketAddr> {
-        let bound: SockaddrStorage = todo!("step 1: read the bound address with getsockname; see getsockname(2) and lesson 6, \"The peer\"");
+        let bound: SockaddrStorage = todo!(
+            "step 1: read the bound address with getsockname; see getsockname(2) and lesson 6, \"The peer\""
+        );
         let bound = to_socket_addr(&bound).context("the bound address is not IP")?;
         println!("bound to {bound}");
         Ok(bound)
@@ -189,14 +201,17 @@ impl Socket {
             PollTimeout::try_from(until.saturating_duration_since(Instant::now()))
                 .unwrap_or(PollTimeout::MAX)
         });
-        todo!("step 2: poll the socket and the signalfd (and, with `input`, standard input) for POLLIN until `timeout`; EINTR is nothing ready; say which are ready; see poll(2) and lesson 6, \"The peer\"")
+        todo!(
+            "step 2: poll the socket and the signalfd (and, with `input`, standard input) for POLLIN until `timeout`; EINTR is nothing ready; say which are ready; see poll(2) and lesson 6, \"The peer\""
+        )
     }
 
     /// Takes one datagram off the socket into the buffer: its length and
     /// sender, or `None` when there was nothing after all.
     fn receive(&mut self) -> Result<Option<(usize, SocketAddr)>> {
-        let received: nix::Result<(usize, Option<SockaddrStorage>)> =
-            todo!("step 3: receive one datagram into self.buffer, with its sender; see recvfrom(2) and lesson 6, \"The peer\"");
+        let received: nix::Result<(usize, Option<SockaddrStorage>)> = todo!(
+            "step 3: receive one datagram into self.buffer, with its sender; see recvfrom(2) and lesson 6, \"The peer\""
+        );
         match received {
             Ok((len, Some(from))) => Ok(to_socket_addr(&from).map(|from| (len, from))),
             // EAGAIN: the readiness was spurious, or the datagram was
@@ -224,7 +239,9 @@ impl Socket {
 
     /// Takes the pending stop signal and says so.
     fn caught(&self) {
-        let caught: Option<Signal> = todo!("step 2: read the pending signal off the signalfd; see signalfd(2) and lesson 6, \"The peer\"");
+        let caught: Option<Signal> = todo!(
+            "step 2: read the pending signal off the signalfd; see signalfd(2) and lesson 6, \"The peer\""
+        );
         if let Some(caught) = caught {
             println!("\ncaught {caught}, quitting...");
         }
@@ -233,7 +250,9 @@ impl Socket {
     /// Sends a protocol message; a failure is reported, and nothing stops:
     /// the next retry, probe or keepalive goes out anyway.
     fn send(&self, message: &Message, to: SocketAddr) {
-        let sent: nix::Result<usize> = todo!("step 4: send message.encode() to `to`; on error print \"warning: cannot send KIND to TO: ERR\" and go on; see sendto(2) and lesson 6, \"The peer\"");
+        let sent: nix::Result<usize> = todo!(
+            "step 4: send message.encode() to `to`; on error print \"warning: cannot send KIND to TO: ERR\" and go on; see sendto(2) and lesson 6, \"The peer\""
+        );
     }
 }
 
@@ -245,7 +264,9 @@ fn private_endpoint(bound: SocketAddr, rendezvous: SocketAddr) -> Result<SocketA
     if !bound.ip().is_unspecified() {
         return Ok(bound);
     }
-    let ip: std::net::IpAddr = todo!("step 5: bound to 0.0.0.0: connect a second UDP socket to the rendezvous (it sends nothing) and read its local address with getsockname (no route: \"no route to the rendezvous ADDRESS\"); see connect(2), getsockname(2) and lesson 6, \"The peer\"");
+    let ip: std::net::IpAddr = todo!(
+        "step 5: bound to 0.0.0.0: connect a second UDP socket to the rendezvous (it sends nothing) and read its local address with getsockname (no route: \"no route to the rendezvous ADDRESS\"); see connect(2), getsockname(2) and lesson 6, \"The peer\""
+    );
     Ok(SocketAddr::new(ip, bound.port()))
 }
 
@@ -648,7 +669,9 @@ fn chat(sock: &mut Socket, args: &Args, mut session: Session) -> Result<()> {
         if let Some(every) = keepalive
             && last_sent.elapsed() >= every
         {
-            todo!("step 6: send a KEEPALIVE (from us, to the peer, with the session's token) and note when; see sendto(2) and lesson 6, \"Keepalives\"");
+            todo!(
+                "step 6: send a KEEPALIVE (from us, to the peer, with the session's token) and note when; see sendto(2) and lesson 6, \"Keepalives\""
+            );
         }
     }
 }

@@ -7,7 +7,13 @@
 //! network namespaces: root or user namespaces). The solution is lesson 6.
 
 // The skeleton compiles while steps are missing; delete this line when done.
-#![allow(unreachable_code, unused_variables, unused_imports, unused_mut, dead_code)]
+#![allow(
+    unreachable_code,
+    unused_variables,
+    unused_imports,
+    unused_mut,
+    dead_code
+)]
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -82,7 +88,9 @@ fn run(args: &Args) -> Result<()> {
     // One UDP socket, bound to the address peers send to, never connected:
     // every datagram may come from a different peer. Non-blocking, as in
     // lesson 5: a readiness that finds nothing is EAGAIN, not a hang.
-    let (fd, bound): (OwnedFd, SockaddrStorage) = todo!("step 1: create a non-blocking UDP socket of --bind's family, bind it to --bind (an error says \"cannot bind UDP socket to ADDRESS\"), and read the bound address with getsockname; see socket(2), bind(2), getsockname(2) and lesson 6, \"The rendezvous server\"");
+    let (fd, bound): (OwnedFd, SockaddrStorage) = todo!(
+        "step 1: create a non-blocking UDP socket of --bind's family, bind it to --bind (an error says \"cannot bind UDP socket to ADDRESS\"), and read the bound address with getsockname; see socket(2), bind(2), getsockname(2) and lesson 6, \"The rendezvous server\""
+    );
     let bound = to_socket_addr(&bound).unwrap_or(args.bind);
     log(format_args!(
         "rendezvous listening on {bound}; registrations expire after {}",
@@ -108,7 +116,9 @@ impl Rendezvous {
         let mut buffer = vec![0u8; 65_536];
         let sweep = PollTimeout::try_from(self.expire / 4).unwrap_or(PollTimeout::MAX);
         loop {
-            let readable: bool = todo!("step 2: poll the socket for POLLIN for at most `sweep` (EINTR is no error); say whether a datagram waits; see poll(2) and lesson 6, \"The rendezvous server\"");
+            let readable: bool = todo!(
+                "step 2: poll the socket for POLLIN for at most `sweep` (EINTR is no error); say whether a datagram waits; see poll(2) and lesson 6, \"The rendezvous server\""
+            );
             self.forget_expired();
             if !readable {
                 continue;
@@ -119,8 +129,9 @@ impl Rendezvous {
 
     /// Takes the datagram `poll` saw off the socket, and handles it.
     fn receive(&mut self, buffer: &mut [u8]) -> Result<()> {
-        let received: nix::Result<(usize, Option<SockaddrStorage>)> =
-            todo!("step 3: receive one datagram into buffer, with its sender; see recvfrom(2) and lesson 6, \"The rendezvous server\"");
+        let received: nix::Result<(usize, Option<SockaddrStorage>)> = todo!(
+            "step 3: receive one datagram into buffer, with its sender; see recvfrom(2) and lesson 6, \"The rendezvous server\""
+        );
         match received {
             Ok((len, Some(from))) => match to_socket_addr(&from) {
                 Some(from) => self.handle(&buffer[..len], from),
@@ -176,7 +187,9 @@ impl Rendezvous {
     // As TURN's NONCE (RFC 8656), the server picks it and requests echo it;
     // STUN's transaction id (RFC 8489) is the mirror: the client picks it.
     fn check(&self, name: &str, cookie: Option<Cookie>, from: SocketAddr, request: &str) -> bool {
-        todo!("step 4: true only if `name` is registered from `from` and `cookie` is its cookie; otherwise log \"ignored REQUEST from FROM: WHY\" (WHY: NAME is not registered / NAME is registered from ADDRESS / no cookie for NAME / wrong cookie for NAME) and return false; see lesson 6's protocol module and lesson 6, \"The protocol\"")
+        todo!(
+            "step 4: true only if `name` is registered from `from` and `cookie` is its cookie; otherwise log \"ignored REQUEST from FROM: WHY\" (WHY: NAME is not registered / NAME is registered from ADDRESS / no cookie for NAME / wrong cookie for NAME) and return false; see lesson 6's protocol module and lesson 6, \"The protocol\""
+        )
     }
 
     /// REGISTER: remember `name` at the public address `from`, or refresh
@@ -352,7 +365,9 @@ impl Rendezvous {
 
     /// Sends `message` to `to`; a failure is logged, and serving goes on.
     fn send(&self, message: &Message, to: SocketAddr) {
-        let sent: nix::Result<usize> = todo!("step 5: send message.encode() to `to`; on error log \"warning: cannot send KIND to TO: ERR\" and go on; see sendto(2) and lesson 6, \"The rendezvous server\"");
+        let sent: nix::Result<usize> = todo!(
+            "step 5: send message.encode() to `to`; on error log \"warning: cannot send KIND to TO: ERR\" and go on; see sendto(2) and lesson 6, \"The rendezvous server\""
+        );
     }
 }
 
