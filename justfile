@@ -66,7 +66,7 @@ practice lesson *args:
 test:
     cargo test --workspace
 
-# Format check, lints, tests and the book: what CI runs.
+# Format check, lints, tests, the practice stages' proof and the book: what CI runs.
 ci:
     cargo fmt --all --check
     cargo clippy --workspace --all-targets -- -D warnings

@@ -172,6 +172,7 @@ fn watch(number: u32, only: Option<usize>) -> Result<bool> {
             .with_context(|| format!("cannot watch {}", path.display()))?;
     }
     loop {
+        let checked = fingerprint(&lesson.practice_dir);
         if let Err(err) = check(number, only, false, &mut std::io::stdout()) {
             println!("error: {err:#}");
         }
@@ -179,11 +180,37 @@ fn watch(number: u32, only: Option<usize>) -> Result<bool> {
             "\nWatching practice/{}: save a file to check again (Ctrl+C stops).",
             lesson.krate
         );
-        // Wait for a save; drop what piled up while the check ran.
-        match saves.recv() {
-            Ok(_) => while saves.try_recv().is_ok() {},
-            Err(_) => return Ok(false),
+        // Building reads the files, and some systems report reads too: only
+        // a real change (a file's size or time, a file added or removed)
+        // starts a check.
+        while fingerprint(&lesson.practice_dir) == checked {
+            if saves.recv().is_err() {
+                return Ok(false);
+            }
         }
         println!("\n----- a file changed: checking again -----\n");
     }
+}
+
+/// The path, size and modification time of every file of the crate's
+/// sources and its Cargo.toml.
+fn fingerprint(crate_dir: &Path) -> Vec<(PathBuf, u64, Option<std::time::SystemTime>)> {
+    let mut files = Vec::new();
+    let mut folders = vec![crate_dir.join("src")];
+    let manifest = crate_dir.join("Cargo.toml");
+    if let Ok(meta) = std::fs::metadata(&manifest) {
+        files.push((manifest, meta.len(), meta.modified().ok()));
+    }
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder).into_iter().flatten().flatten() {
+            let path = entry.path();
+            match entry.metadata() {
+                Ok(meta) if meta.is_dir() => folders.push(path),
+                Ok(meta) => files.push((path, meta.len(), meta.modified().ok())),
+                Err(_) => {}
+            }
+        }
+    }
+    files.sort();
+    files
 }
