@@ -116,7 +116,6 @@ fn a_flood_is_capped_in_rate_and_size() {
             .speaker
             .send(&chat(token, &format!("flood {n}")), server.addr);
     }
-    let elapsed = start.elapsed().as_secs_f64();
     server
         .running
         .expect_stderr_line("alice sends over 20 a second");
@@ -124,8 +123,10 @@ fn a_flood_is_capped_in_rate_and_size() {
     while bob.speaker.hears_anything_within(QUIET).is_some() {
         forwarded += 1;
     }
-    // A burst of 20, then 20 a second while the flood lasted.
-    let allowed = 20 + (20.0 * (elapsed + 0.05)).ceil() as usize;
+    // A burst of 20, then 20 a second while the relay handled the flood.
+    // The relay handled the flood within this time, whatever its speed.
+    let elapsed = start.elapsed().as_secs_f64();
+    let allowed = 20 + (20.0 * elapsed).ceil() as usize;
     assert!(
         forwarded >= 20 && forwarded <= allowed,
         "{forwarded} forwarded, at most {allowed}"

@@ -158,3 +158,29 @@ fn the_second_port_ignores_all_but_a_checked_mapping() {
         .running
         .expect_stderr_line("ignored a MAPPING message");
 }
+
+#[test]
+fn answers_sent_to_the_rendezvous_are_logged_and_ignored() {
+    let server = start_rendezvous(&[]);
+    let mallory = Speaker::new();
+    let answers = [
+        Message::Mapped {
+            name: "alice".into(),
+            public: mallory.addr(),
+        },
+        Message::Allocated {
+            peer: "bob".into(),
+            token: lesson7_nat_traversal::protocol::Token(1),
+            max: 1200,
+        },
+    ];
+    for answer in answers {
+        mallory.send(&answer, server.addr);
+        let kind = answer.kind();
+        server.running.expect_stderr_line(&format!(
+            "ignored a {kind} message from {}: not a request",
+            mallory.addr()
+        ));
+    }
+    assert_eq!(mallory.hears_anything_within(QUIET), None);
+}

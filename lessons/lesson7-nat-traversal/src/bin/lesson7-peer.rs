@@ -1017,7 +1017,11 @@ fn spray(sock: &mut Socket, args: &Args, peer: &PeerInfo) -> Result<Outcome> {
             };
             let fd = sockets.swap_remove(at);
             set_ttl(&fd, get_ttl(&sock.fd)?)?;
-            send_on(&fd, &ack_of(args, peer), from);
+            // The easy side's probes do not come back to this port: answer
+            // three times, so that one lost answer does not lose the path.
+            for _ in 0..3 {
+                send_on(&fd, &ack_of(args, peer), from);
+            }
             return Ok(Outcome::Found(Way::Birthday, from, Some(fd), knows));
         }
         if ready.socket

@@ -626,6 +626,9 @@ impl Rendezvous {
             ));
             return;
         }
+        if let Some(asking) = self.peers.get_mut(name) {
+            asking.last_seen = Instant::now();
+        }
         let Some(other) = self.peers.get(peer).map(|reg| reg.public) else {
             let reason = format!("{peer} is not registered");
             self.send(&Message::Error { reason }, from);
