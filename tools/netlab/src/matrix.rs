@@ -620,10 +620,6 @@ pub fn report(
             100.0 * (measured - formula)
         )?;
     }
-    writeln!(
-        md,
-        "\n![The birthday curve: measured success against probes sent, beside the formula](generated/matrix-birthday.svg)"
-    )?;
     Ok(md)
 }
 
