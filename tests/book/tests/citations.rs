@@ -32,9 +32,6 @@ const NOT_OURS: &[&str] = &[
     "task_struct",
 ];
 
-/// The chapter the benchmark writes (issue 5) is checked by its own tool.
-const NOT_MINE: &[&str] = &["bench.md"];
-
 /// Every `fn name` defined in the workspace's Rust sources.
 fn defined_functions() -> BTreeSet<String> {
     let root = testkit::workspace_root();
@@ -79,10 +76,7 @@ fn every_test_function_and_file_the_book_names_exists() {
     let mut problems = Vec::new();
     let mut names = 0;
     for (page, text) in pages() {
-        let file_name = page.file_name().unwrap_or_default().to_string_lossy();
-        if NOT_MINE.contains(&file_name.as_ref())
-            || page.parent().is_some_and(|p| p.ends_with("generated"))
-        {
+        if page.parent().is_some_and(|p| p.ends_with("generated")) {
             continue;
         }
         for span in code_spans(&text) {
