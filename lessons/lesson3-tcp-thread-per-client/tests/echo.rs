@@ -149,6 +149,38 @@ fn the_client_sends_a_line_longer_than_any_buffer_whole() {
     assert!(client.wait_exit().success(), "{}", client.describe());
 }
 
+/// A stream has no message edges: one 10,001-byte line (10,000 bytes and
+/// its newline) reaches the server in pieces of at most 1024 bytes, one log
+/// line each, which together are the line.
+#[test]
+fn a_10_kb_line_is_logged_in_pieces_of_at_most_1024_bytes() {
+    let (server, addr) = start_server("lesson3-server", any_port(), &[]);
+    let mut client = start_client("client", addr);
+    let line = "x".repeat(10_000);
+    client_chat(&mut client, &line);
+    client.close_stdin();
+    assert!(client.wait_exit().success(), "{}", client.describe());
+    server.expect_stdout_line("left");
+    let log = server.stdout();
+    let pieces: Vec<&str> = log
+        .lines()
+        .filter_map(|l| {
+            l.split_once(": ")
+                .filter(|(head, _)| head.starts_with("recv from"))
+        })
+        .map(|(_, piece)| piece)
+        .collect();
+    // The last piece's newline is not logged.
+    assert_eq!(pieces.concat(), line, "{log}");
+    assert!(pieces.iter().all(|piece| piece.len() <= 1024), "{log}");
+    assert!(pieces.len() >= 10, "{log}");
+    eprintln!(
+        "{} receive lines: {:?}",
+        pieces.len(),
+        pieces.iter().map(|p| p.len()).collect::<Vec<_>>()
+    );
+}
+
 #[test]
 fn the_client_reports_a_server_gone_mid_chat() {
     let (mut server, addr) = start_server("lesson3-server", any_port(), &[]);

@@ -1,5 +1,5 @@
 //! Lesson 4's server behaves as lesson 3's in everything but SO_REUSEADDR:
-//! same arguments, same echo, same errors (without lesson 3's hint).
+//! same arguments, same echo, same errors (with a hint of its own on EADDRINUSE).
 
 use std::net::SocketAddr;
 
@@ -35,14 +35,27 @@ fn echoes_like_lesson_3() {
 }
 
 #[test]
-fn a_port_another_server_listens_on_still_fails_without_a_hint() {
+fn a_port_another_server_listens_on_fails_with_a_hint_naming_the_holders() {
     // SO_REUSEADDR never lets two sockets listen on one port.
     let (_server, addr) = start_server(SERVER, SocketAddr::new(LOCALHOST, 0), &[]);
     let second = start_server_expecting_failure(SERVER, addr);
+    let stderr = second.stderr();
+    let mut lines = stderr.lines();
     assert_eq!(
-        second.stderr(),
-        format!("error: cannot bind TCP socket to {addr}: EADDRINUSE: Address already in use\n")
+        lines.next(),
+        Some(
+            format!("error: cannot bind TCP socket to {addr}: EADDRINUSE: Address already in use")
+                .as_str()
+        )
     );
+    let hint = lines.next().unwrap_or_default();
+    assert!(
+        hint.starts_with(&format!(
+            "hint: {addr} is held by a server still listening on it, or by connections"
+        )),
+        "{stderr}"
+    );
+    assert_eq!(lines.next(), None, "{stderr}");
 }
 
 /// Ports below `net.ipv4.ip_unprivileged_port_start` (1024 unless changed;

@@ -183,6 +183,36 @@ fn a_lesson4_server_cannot_take_the_port_of_a_killed_lesson3_server_either() {
     );
 }
 
+/// The trap the chapter defuses: a learner stops lesson 3 (its client still
+/// attached, then gone) and starts lesson 4 on the same port. SO_REUSEADDR
+/// cannot pass lesson 3's leftovers, so lesson 4 must say what holds the port.
+#[test]
+fn lesson4_started_over_lesson3s_leftovers_names_what_holds_the_port() {
+    let (mut server, addr) = start_server("lesson3-server", any_port(), &[]);
+    let mut client = start_client("client", addr);
+    client_chat(&mut client, "hello");
+    ctrl_c(&mut server);
+    let expected = format!(
+        "error: cannot bind TCP socket to {addr}: EADDRINUSE: Address already in use\n\
+         hint: {addr} is held by a server still listening on it, or by connections of a server \
+         that did not set SO_REUSEADDR (lesson 3) lingering in FIN-WAIT-2 or TIME_WAIT for up \
+         to about two minutes; see them with: ss -tan 'sport = :{}'\n",
+        addr.port()
+    );
+    let fin_wait_2 = wait_for_socket("FIN-WAIT-2 socket on the server's port", addr.port(), |s| {
+        s.state == TcpState::FinWait2 && s.local == addr
+    });
+    let attached = start_server_expecting_failure("lesson4-server", addr);
+    assert_eq!(attached.stderr(), expected, "held by `{fin_wait_2}`");
+
+    quit(&mut client);
+    let time_wait = wait_for_socket("TIME-WAIT socket on the server's port", addr.port(), |s| {
+        s.state == TcpState::TimeWait && s.local == addr
+    });
+    let after = start_server_expecting_failure("lesson4-server", addr);
+    assert_eq!(after.stderr(), expected, "held by `{time_wait}`");
+}
+
 /// The reproduction `just timewait` narrates (testkit's `Reproduction`),
 /// checked step by step as it runs; the book shows what it printed.
 #[test]

@@ -1,4 +1,4 @@
-//! Exercise 3.1: cap the number of client threads.
+//! Exercise 3.2: cap the number of client threads.
 //!
 //! Lesson 3 starts a thread for every client, however many come. A counter
 //! of live clients, taken before spawning and given back when the client's

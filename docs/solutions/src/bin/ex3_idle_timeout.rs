@@ -1,4 +1,4 @@
-//! Exercise 3.2: drop clients that stay silent too long.
+//! Exercise 3.3: drop clients that stay silent too long.
 //!
 //! A client that connects and never sends holds a thread and a descriptor
 //! forever. SO_RCVTIMEO on the accepted socket (std: set_read_timeout) makes

@@ -1,4 +1,4 @@
-//! Exercise 4.1: two listeners on one port with SO_REUSEPORT.
+//! Exercise 4.3: two listeners on one port with SO_REUSEPORT.
 //!
 //! SO_REUSEADDR never lets two sockets listen on the same address. Linux's
 //! SO_REUSEPORT does, when every one of them sets it: the kernel then spreads

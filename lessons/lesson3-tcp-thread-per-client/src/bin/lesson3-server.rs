@@ -46,6 +46,7 @@ const BUFFER_SIZE: usize = 1024;
 /// How long to pause when `accept` fails for lack of descriptors or memory.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
+// ANCHOR: main
 fn main() -> ExitCode {
     let args = Args::parse();
     let Err(err) = run(&args);
@@ -59,6 +60,7 @@ fn main() -> ExitCode {
     }
     ExitCode::FAILURE
 }
+// ANCHOR_END: main
 
 /// Sets up the listening socket, then accepts clients forever: it only
 /// returns if the setup fails.

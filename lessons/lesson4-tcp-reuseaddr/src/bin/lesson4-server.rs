@@ -50,6 +50,16 @@ fn main() -> ExitCode {
     let args = Args::parse();
     let Err(err) = run(&args);
     eprintln!("error: {err:#}");
+    if err.root_cause().downcast_ref::<Errno>() == Some(&Errno::EADDRINUSE) {
+        // Why: see lesson 4, "The restart trap": SO_REUSEADDR cannot pass these.
+        eprintln!(
+            "hint: {} is held by a server still listening on it, or by connections of a server \
+             that did not set SO_REUSEADDR (lesson 3) lingering in FIN-WAIT-2 or TIME_WAIT for up \
+             to about two minutes; see them with: ss -tan 'sport = :{}'",
+            args.bind,
+            args.bind.port()
+        );
+    }
     ExitCode::FAILURE
 }
 
