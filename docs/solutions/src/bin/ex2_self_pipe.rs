@@ -1,4 +1,4 @@
-//! Exercise 2.1: close lesson 2's check-then-read race.
+//! Exercise 2.3: close lesson 2's check-then-read race.
 //!
 //! Lesson 2 checks RUNNING, then calls read(2). A signal that lands between
 //! the two is only noticed after the next line. The self-pipe trick: the

@@ -235,7 +235,7 @@ extern "C" fn handle_signal(signal: nix::libc::c_int) {
 fn send_loop(fd: &OwnedFd, peer_addr: &SockaddrStorage, peer: SocketAddr) -> Result<()> {
     let mut stdin = LineReader::default();
     // A signal between this check and the read is seen only after the next
-    // line: a small race (exercise 2.1 closes it).
+    // line: a small race (exercise 2.3 closes it).
     while RUNNING.load(Ordering::SeqCst) {
         let Some(message) = stdin.next_line() else {
             if stdin.at_end {
