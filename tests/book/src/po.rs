@@ -86,28 +86,42 @@ pub fn is_code(msgid: &str) -> bool {
         || !outside_code_spans.chars().any(|c| c.is_ascii_alphabetic())
 }
 
-/// `text` (a PO file) with every untranslated code message given itself as
-/// its translation, keeping the file's own line wrapping.
+/// `text` (a PO file) with every code message given itself as its
+/// translation (also where msgmerge guessed a fuzzy one), keeping the
+/// file's own line wrapping.
 pub fn copy_code_messages(text: &str) -> String {
     let blocks: Vec<String> = text
         .split("\n\n")
         .map(|block| {
+            let entry = parse(block);
             let lines: Vec<&str> = block.lines().collect();
-            let Some(id_at) = lines.iter().position(|line| line.starts_with("msgid ")) else {
+            let id_at = lines.iter().position(|line| line.starts_with("msgid "));
+            let str_at = lines.iter().position(|line| line.starts_with("msgstr "));
+            let (Some(id_at), Some(str_at), [entry]) = (id_at, str_at, entry.as_slice()) else {
                 return block.to_owned();
             };
-            let Some(str_at) = lines.iter().position(|line| line.starts_with("msgstr ")) else {
-                return block.to_owned();
-            };
-            let entry = &parse(block);
-            let untranslated = lines[str_at] == "msgstr \"\"" && str_at + 1 == lines.len();
-            if entry.len() != 1 || !untranslated || !is_code(&entry[0].msgid) {
+            if !is_code(&entry.msgid) || (entry.msgstr == entry.msgid && !entry.fuzzy) {
                 return block.to_owned();
             }
-            let mut out: Vec<String> = lines[..str_at]
-                .iter()
-                .map(|line| line.to_string())
-                .collect();
+            let mut out: Vec<String> = Vec::new();
+            for line in &lines[..id_at] {
+                if line.starts_with("#|") {
+                    continue;
+                }
+                if let Some(flags) = line.strip_prefix("#,") {
+                    let kept: Vec<&str> = flags
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|flag| *flag != "fuzzy" && !flag.is_empty())
+                        .collect();
+                    if !kept.is_empty() {
+                        out.push(format!("#, {}", kept.join(", ")));
+                    }
+                    continue;
+                }
+                out.push(line.to_string());
+            }
+            out.extend(lines[id_at..str_at].iter().map(|line| line.to_string()));
             out.push(lines[id_at].replacen("msgid ", "msgstr ", 1));
             out.extend(lines[id_at + 1..str_at].iter().map(|line| line.to_string()));
             out.join("\n")
