@@ -50,19 +50,40 @@ lesson5-server *args:
 lesson5-client *args:
     cargo run -q -p lesson5-event-loop --bin lesson5-client -- "$@"
 
+# ---- lesson 7: every kind of NAT, birthday punching, a relay ----
+
+# Lesson 7 on loopback (no root): the rendezvous, alice and bob in tmux; `just lesson7 rendezvous|alice|bob` starts one here (args pass through). Behind real NATs: `just lab p2p --nat1 KIND --nat2 KIND`.
+lesson7 *args:
+    @bash scripts/lesson7.sh "$@"
+
+# ---- practice: write each lesson yourself (practice/README.md) ----
+
+# Check your lesson N in practice/ stage by stage (`just check N --stage K`: one stage; `--reference`: the lesson's own code); no N: the progress table.
+check *args:
+    @cargo run -q -p practice-check -- "$@"
+
+# Re-check your lesson N on every save of practice/<its crate> (Ctrl+C stops).
+practice lesson *args:
+    @cargo run -q -p practice-check -- --watch "$@"
+
 # ---- tests and CI ----
 
 # Run every test of the workspace.
 test:
     cargo test --workspace
 
-# Format check, lints, tests and the book: what CI runs.
+# Format check, lints, tests, the practice stages' proof and the book: what CI runs.
 ci:
     cargo fmt --all --check
     cargo clippy --workspace --all-targets -- -D warnings
     cargo test --workspace
+    just practice-ci
     @# Both editions build without a WARN or ERROR; the Chinese catalogue is current and complete.
     bash scripts/book.sh check
+
+# Prove the practice stages (minutes): every broken implementation fails exactly its stage, a copy of each reference lesson passes every stage, every untouched practice crate fails stage 1 cleanly, and the book's checker transcripts are current.
+practice-ci:
+    cargo test -p practice-check --test broken -- --ignored --test-threads 1
 
 # ---- the book ----
 
@@ -102,6 +123,6 @@ bench mode="full":
 
 # ---- the network lab ----
 
-# The network lab (root): `just lab up`/`down` builds/removes vm1 and vm2; `just lab chat 1|2|5`, `just lab echo 3|4|5` run a lesson between them in tmux; `just lab p2p` opens lesson 6 (a rendezvous and two peers behind two NATs).
+# The network lab (root): `just lab up`/`down` builds/removes vm1 and vm2; `just lab chat 1|2|5`, `just lab echo 3|4|5` run a lesson between them in tmux; `just lab p2p` opens lesson 6 (a rendezvous and two peers behind two NATs), `just lab p2p --nat1 KIND --nat2 KIND` lesson 7 behind any NATs; `just lab nat [KIND]` shows a NAT kind's ruleset and RFC 4787 behaviour; `just lab matrix` REWRITES docs/src/generated/matrix.md and matrix-birthday.svg (`just lab matrix quick`: under the target dir).
 lab *args:
     @cargo run -q -p netlab --bin lab -- "$@"

@@ -53,17 +53,21 @@ fn a_60000_byte_line_arrives_whole_both_ways() {
     let mut chat = SocketPeer::start(BIN, LOCALHOST, FAST);
     let line = udp::random_line(1, 60_000);
     chat.app.type_line(&line);
-    assert_eq!(
-        chat.receive(),
+    udp::assert_same_bytes(
+        "typed a 60,000-byte line: the test's socket receives it as one datagram",
         line.as_bytes(),
-        "the whole line arrives as one datagram"
+        &chat.receive(),
     );
     chat.app
         .expect_stdout_line(&format!("[sent {} bytes]", line.len()));
     let incoming = udp::random_line(2, 60_000);
     chat.send(incoming.as_bytes());
     chat.app.type_line("");
-    assert_eq!(chat.printed_message(), incoming, "printed whole, not cut");
+    udp::assert_same_bytes(
+        "sent the program a 60,000-byte datagram: it prints the whole message after [from …]",
+        incoming.as_bytes(),
+        chat.printed_message().as_bytes(),
+    );
 }
 
 /// Payloads that are not text: invalid UTF-8 prints lossily, an empty
@@ -73,7 +77,11 @@ fn prints_invalid_utf8_lossily_and_empty_datagrams_as_empty() {
     let mut chat = SocketPeer::start(BIN, LOCALHOST, FAST);
     chat.send(b"caf\xE9 au lait");
     chat.app.type_line("");
-    assert_eq!(chat.printed_message(), "caf\u{FFFD} au lait");
+    udp::assert_same_bytes(
+        "sent the datagram b\"caf\\xE9 au lait\" (not UTF-8): the byte that is not UTF-8 prints as U+FFFD",
+        "caf\u{FFFD} au lait".as_bytes(),
+        chat.printed_message().as_bytes(),
+    );
     chat.send(b"");
     chat.app.type_line("");
     assert_eq!(
@@ -98,10 +106,10 @@ fn send_failures_are_reported_and_the_chat_goes_on() {
         "{error}"
     );
     chat.app.type_line("still here");
-    assert_eq!(
-        chat.receive(),
+    udp::assert_same_bytes(
+        "typed a 65,508-byte line (EMSGSIZE), then \"still here\": the chat goes on and sends it",
         b"still here",
-        "the chat goes on after EMSGSIZE"
+        &chat.receive(),
     );
 
     let mut lonely = udp::start_alone(BIN, LOCALHOST, FAST);
@@ -120,7 +128,11 @@ fn a_last_line_without_a_newline_is_sent() {
     let mut chat = SocketPeer::start(BIN, LOCALHOST, FAST);
     chat.app.type_bytes(b"last words");
     chat.app.close_stdin();
-    assert_eq!(chat.receive(), b"last words");
+    udp::assert_same_bytes(
+        "typed \"last words\" without a newline, then closed stdin: it is still sent",
+        b"last words",
+        &chat.receive(),
+    );
     assert!(chat.app.wait_exit().success(), "{}", chat.app.describe());
 }
 

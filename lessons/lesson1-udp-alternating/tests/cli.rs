@@ -62,7 +62,13 @@ fn a_privileged_port_fails_with_permission_denied() {
     let Some((bind, output)) = cli::bind_privileged_port(BIN) else {
         return;
     };
-    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "ran {BIN} --bind {bind} as an unprivileged user: expected status 1 and one error line; got {}, stderr: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert_eq!(
         String::from_utf8_lossy(&output.stderr),
         format!("error: cannot bind UDP socket to {bind}: EACCES: Permission denied\n")
@@ -94,7 +100,11 @@ fn a_flag_given_twice_takes_its_last_value() {
     app.expect_stdout_line(&format!("sending to {peer_addr}"));
     app.expect_stdout(PROMPT);
     app.type_line("hello");
-    assert_eq!(udp::receive(&peer), b"hello");
+    udp::assert_same_bytes(
+        &format!("typed \"hello\" with the last --peer {peer_addr}: it arrives there"),
+        b"hello",
+        &udp::receive(&peer),
+    );
     app.type_line("quit");
     assert!(app.wait_exit().success(), "{}", app.describe());
 }
@@ -113,7 +123,11 @@ fn a_peer_of_0_0_0_0_is_this_machine() {
     );
     app.expect_stdout(PROMPT);
     app.type_line("to nowhere?");
-    assert_eq!(udp::receive(&here), b"to nowhere?");
+    udp::assert_same_bytes(
+        &format!("typed \"to nowhere?\" with --peer {peer}: it arrives at 127.0.0.1:{port}"),
+        b"to nowhere?",
+        &udp::receive(&here),
+    );
     app.type_line("quit");
     assert!(app.wait_exit().success(), "{}", app.describe());
 }

@@ -41,7 +41,11 @@ fn keeps_receiving_after_ctrl_z_and_fg() {
     wait_until_blocked_in(pid, Some("receiver"), UDP_WAIT);
     stop_and_continue(pid);
     chat.send(b"still listening?");
-    assert_eq!(chat.printed_message(), "still listening?");
+    testkit::udp::assert_same_bytes(
+        "stopped and continued the program (Ctrl+Z, fg), then sent \"still listening?\": it is printed",
+        b"still listening?",
+        chat.printed_message().as_bytes(),
+    );
     chat.app.type_line("quit");
     assert!(chat.app.wait_exit().success(), "{}", chat.app.describe());
     assert_eq!(chat.app.stderr(), "", "no receive error after the stop");

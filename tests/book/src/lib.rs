@@ -92,6 +92,21 @@ pub const DIFFS: &[(&str, &str, &str)] = &[
         "lessons/lesson3-tcp-thread-per-client/src/bin/lesson3-server.rs",
         "lessons/lesson4-tcp-reuseaddr/src/bin/lesson4-server.rs",
     ),
+    (
+        "lesson6-to-lesson7-protocol.diff",
+        "lessons/lesson6-udp-hole-punching/src/protocol.rs",
+        "lessons/lesson7-nat-traversal/src/protocol.rs",
+    ),
+    (
+        "lesson6-to-lesson7-rendezvous.diff",
+        "lessons/lesson6-udp-hole-punching/src/bin/lesson6-rendezvous.rs",
+        "lessons/lesson7-nat-traversal/src/bin/lesson7-rendezvous.rs",
+    ),
+    (
+        "lesson6-to-lesson7-peer.diff",
+        "lessons/lesson6-udp-hole-punching/src/bin/lesson6-peer.rs",
+        "lessons/lesson7-nat-traversal/src/bin/lesson7-peer.rs",
+    ),
 ];
 
 /// The unified diff from `old` to `new` (workspace-relative paths), with

@@ -100,6 +100,10 @@ pub fn unprivileged(command: &mut Command) -> &mut Command {
     command
 }
 
+/// The environment variable that points [`bin`] at another build of the
+/// lesson programs (a learner's in `practice/`, or a broken copy).
+pub const PRACTICE_BIN_DIR: &str = "PRACTICE_BIN_DIR";
+
 /// The path of a binary of this workspace, rebuilt by cargo if it is stale.
 ///
 /// A test may run a binary of its own package (cargo built it just now) or of
@@ -107,7 +111,20 @@ pub fn unprivileged(command: &mut Command) -> &mut Command {
 /// asked for the latter every time (see the `workspace-bin` crate), so a test
 /// never runs an old build, and `CARGO_TARGET_DIR` and `--release` are
 /// honoured.
+///
+/// With `PRACTICE_BIN_DIR` set (the practice checker sets it), the binary is
+/// `$PRACTICE_BIN_DIR/<name>` instead: the same tests then check a learner's
+/// program, or a broken one, without knowing it.
 pub fn bin(name: &str) -> PathBuf {
+    if let Some(dir) = std::env::var_os(PRACTICE_BIN_DIR) {
+        let path = PathBuf::from(dir).join(name);
+        assert!(
+            path.is_file(),
+            "{PRACTICE_BIN_DIR} is set but holds no program {name}: {} is missing",
+            path.display()
+        );
+        return path;
+    }
     if let Some(path) = std::env::var_os(format!("CARGO_BIN_EXE_{name}")) {
         return path.into();
     }

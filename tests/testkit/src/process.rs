@@ -320,6 +320,22 @@ impl Running {
         self.wait_exit_within(DEADLINE)
     }
 
+    /// Waits at most `limit` for the program to exit; if it is still
+    /// running then, kills it and returns `None`, so that the caller can say
+    /// what it did and what it expected.
+    pub fn try_wait_exit_within(&mut self, limit: Duration) -> Option<ExitStatus> {
+        if self.exit.is_none() {
+            match self.child.wait_timeout(limit) {
+                Ok(Some(_)) => {}
+                _ => {
+                    self.kill();
+                    return None;
+                }
+            }
+        }
+        Some(self.wait_exit_within(limit))
+    }
+
     /// Like [`Running::wait_exit`] with a bound of `limit`.
     pub fn wait_exit_within(&mut self, limit: Duration) -> ExitStatus {
         self.try_wait_exit(limit)

@@ -168,9 +168,12 @@ pub fn bound_socket(ip: IpAddr) -> UdpSocket {
 /// The next datagram on `socket`; fails the test after [`DEADLINE`].
 pub fn receive(socket: &UdpSocket) -> Vec<u8> {
     let mut buffer = vec![0; 65_536];
-    let (len, _) = socket
-        .recv_from(&mut buffer)
-        .expect("a datagram within the deadline");
+    let (len, _) = socket.recv_from(&mut buffer).unwrap_or_else(|err| {
+        let at = socket
+            .local_addr()
+            .map_or_else(|_| "?".into(), |addr| addr.to_string());
+        panic!("waited {DEADLINE:?} on {at} for a datagram from the program; none came ({err})")
+    });
     buffer.truncate(len);
     buffer
 }
@@ -229,4 +232,41 @@ pub fn udp_drops(local: SocketAddr) -> Option<u64> {
         // The last column is `drops`.
         (addr == local).then(|| fields.last()?.parse().ok())?
     })
+}
+
+/// Asserts that `got` is `expected` byte for byte. A failure says what was
+/// checked, both lengths, where they first differ and a short excerpt of
+/// each around it: never a dump of a 60,000-byte line.
+pub fn assert_same_bytes(what: &str, expected: &[u8], got: &[u8]) {
+    if expected == got {
+        return;
+    }
+    let at = expected
+        .iter()
+        .zip(got)
+        .position(|(a, b)| a != b)
+        .unwrap_or(expected.len().min(got.len()));
+    let excerpt = |bytes: &[u8]| {
+        let start = at.saturating_sub(20);
+        let end = (at + 40).min(bytes.len());
+        let text = String::from_utf8_lossy(&bytes[start.min(end)..end]);
+        let before = if start > 0 { "…" } else { "" };
+        let after = if end < bytes.len() { "…" } else { "" };
+        format!("{before}{text:?}{after}")
+    };
+    let cut = if got.len() < expected.len() && expected.starts_with(got) {
+        format!(
+            " (the first {} bytes are right: it was cut there)",
+            got.len()
+        )
+    } else {
+        String::new()
+    };
+    panic!(
+        "{what}\n  expected {} bytes, got {}{cut}; they differ from byte {at}:\n  expected: {}\n  got:      {}",
+        expected.len(),
+        got.len(),
+        excerpt(expected),
+        excerpt(got)
+    );
 }

@@ -144,17 +144,17 @@ impl Cost {
         Self::delta(self.after.pss_kib, self.before.pss_kib)
     }
     pub fn kernel_stack_kib(&self) -> f64 {
-        Self::delta(self.after.kernel_stack_kib, self.before.kernel_stack_kib)
+        Self::machine_wide(self.after.kernel_stack_kib, self.before.kernel_stack_kib)
     }
     /// Page tables: a forked process has its own, threads share them.
     pub fn page_tables_kib(&self) -> f64 {
-        Self::delta(self.after.page_tables_kib, self.before.page_tables_kib)
+        Self::machine_wide(self.after.page_tables_kib, self.before.page_tables_kib)
     }
     /// Unreclaimable slab, machine-wide: per-task objects and both ends'
     /// socket objects. Shown beside the total, not in it (see the module
     /// comment).
     pub fn slab_kib(&self) -> f64 {
-        Self::delta(
+        Self::machine_wide(
             self.after.slab_unreclaimable_kib,
             self.before.slab_unreclaimable_kib,
         )
@@ -162,7 +162,24 @@ impl Cost {
     /// Socket buffers of both ends of every connection (client and server
     /// sockets are all on this machine).
     pub fn tcp_buffers_kib(&self) -> f64 {
-        Self::delta(self.after.tcp_buffers_kib, self.before.tcp_buffers_kib)
+        Self::machine_wide(self.after.tcp_buffers_kib, self.before.tcp_buffers_kib)
+    }
+    /// The change of a machine-wide reading, 0 when it fell: what other
+    /// programs freed meanwhile is noise, not something the server gave
+    /// back, and a negative size would only mislead.
+    fn machine_wide(after: u64, before: u64) -> f64 {
+        Self::delta(after, before).max(0.0)
+    }
+    /// Which machine-wide readings fell during the run (and so show as 0):
+    /// kernel stacks, page tables, socket buffers, slab.
+    pub fn fell(&self) -> [bool; 4] {
+        let (a, b) = (&self.after, &self.before);
+        [
+            a.kernel_stack_kib < b.kernel_stack_kib,
+            a.page_tables_kib < b.page_tables_kib,
+            a.tcp_buffers_kib < b.tcp_buffers_kib,
+            a.slab_unreclaimable_kib < b.slab_unreclaimable_kib,
+        ]
     }
     /// What is charged to the server: its memory, the kernel stacks, the
     /// page tables, and half the socket buffers (its end of each

@@ -95,25 +95,40 @@ pub fn memory_table(costs: &[(Peer, Cost)]) -> String {
     let mut md = String::from(
         "## What a held connection costs\n\nA fresh server, then N connections opened and echoed once each, then held. The differences before → after: the server's memory (PSS summed over its processes, so pages a forking server shares count once), kernel stacks (`KernelStack` in /proc/meminfo: one per thread, which no RSS includes), page tables (`PageTables`: one set per process, in no RSS or PSS either), and TCP socket buffers (`mem` in /proc/net/sockstat, both ends: the load generator's sockets are on this machine too, so half is charged to the server). *Per connection* is their total over the connections the server served and holds, not the ones opened: a server that serves only some of the connections opened (ncat here) is not made cheaper by the ones it never served. Not in the total: the kernel's slab objects for each task (task_struct, mm_struct, files, sighand …) and each socket; the *slab* column is the change in `SUnreclaim` of /proc/meminfo, which holds them, but machine-wide and for both ends' sockets. Machine-wide readings include whatever else ran meanwhile. Median of the runs by cost per connection.\n\n| server | opened | served (held) | memory | kernel stacks | page tables | socket buffers (both ends) | per connection | slab (not in it) | main process RSS | threads | processes |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
+    let mut any_fell = false;
     for (peer, cost) in costs {
+        let [stacks, tables, buffers, slab] = cost.fell();
+        any_fell |= stacks || tables || buffers || slab;
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {:.1} MiB | {:.1} MiB | {:.1} MiB | {:.1} MiB | **{:.1} KiB** | {:.1} MiB | {:.1} MiB | {} | {} |",
+            "| {} | {} | {} | {:.1} MiB | {} | {} | {} | **{:.1} KiB** | {} | {:.1} MiB | {} | {} |",
             peer.label,
             cost.connections,
             cost.served,
             cost.user_kib() / 1024.0,
-            cost.kernel_stack_kib() / 1024.0,
-            cost.page_tables_kib() / 1024.0,
-            cost.tcp_buffers_kib() / 1024.0,
+            machine_wide_mib(cost.kernel_stack_kib(), stacks),
+            machine_wide_mib(cost.page_tables_kib(), tables),
+            machine_wide_mib(cost.tcp_buffers_kib(), buffers),
             cost.per_connection_kib(),
-            cost.slab_kib() / 1024.0,
+            machine_wide_mib(cost.slab_kib(), slab),
             mib(cost.after.rss_kib),
             cost.after.threads,
             cost.after.processes
         );
     }
+    if any_fell {
+        md.push_str(FELL_NOTE);
+    }
     md
+}
+
+/// Explains a machine-wide reading shown as 0 because it fell.
+const FELL_NOTE: &str = "\n† This machine-wide reading was lower after the connections than before: other programs (or the kernel, reclaiming what an earlier run left) freed more meanwhile than the held connections took. A fall says nothing about the server, so it is shown as 0, and counts as 0 in the total where the total includes it.\n";
+
+/// A machine-wide change in MiB, marked † when the reading fell (then 0).
+fn machine_wide_mib(kib: f64, fell: bool) -> String {
+    let mark = if fell { " †" } else { "" };
+    format!("{:.1} MiB{mark}", kib / 1024.0)
 }
 
 pub fn backlog_table(scale: &Scale, backlogs: &[(u32, HoldReport)]) -> String {
@@ -336,4 +351,47 @@ pub fn summary(
         );
     }
     md
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::Snapshot;
+
+    #[test]
+    fn a_machine_wide_reading_that_fell_shows_as_zero_with_a_note() {
+        let before = Snapshot {
+            tcp_buffers_kib: 2048,
+            kernel_stack_kib: 100,
+            ..Snapshot::default()
+        };
+        let after = Snapshot {
+            tcp_buffers_kib: 1024,
+            kernel_stack_kib: 100 + 16 * 1000,
+            threads: 1001,
+            processes: 1,
+            ..Snapshot::default()
+        };
+        let cost = Cost {
+            connections: 1000,
+            served: 1000,
+            failed: 0,
+            before,
+            after,
+        };
+        let table = memory_table(&[(LESSON4, cost)]);
+        assert!(!table.contains("-1.0"), "{table}");
+        assert!(table.contains("| 0.0 MiB † |"), "{table}");
+        assert!(table.contains("† This machine-wide reading"), "{table}");
+        assert_eq!(cost.tcp_buffers_kib(), 0.0);
+        assert_eq!(cost.per_connection_kib(), 16.0);
+        let calm = Cost {
+            after: Snapshot {
+                tcp_buffers_kib: 4096,
+                ..after
+            },
+            ..cost
+        };
+        assert!(!memory_table(&[(LESSON4, calm)]).contains('†'));
+    }
 }

@@ -37,8 +37,12 @@
 mod access;
 mod capture;
 mod lab;
+/// The NAT matrix: lesson 7's peers across every pair of NAT kinds.
+pub mod matrix;
 /// Lesson 6's scene: two homes behind NAT routers and a rendezvous server.
 pub mod nat;
+/// Lesson 7's scene: every kind of NAT (RFC 4787), a routed internet.
+pub mod p2p;
 mod topology;
 
 pub use access::{Access, IN_USERNS, access};

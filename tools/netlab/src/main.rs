@@ -12,6 +12,7 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+use netlab::p2p::Nat;
 use netlab::{Access, ECHO_PORT, Lab, PORT_A, PORT_B, Topology, VM1, VM2, access};
 
 /// The network lab: the post's VM1 and VM2 as network namespaces.
@@ -49,8 +50,43 @@ enum Action {
         action: Option<String>,
         /// bob's router maps each destination to a new port (a symmetric
         /// NAT): watch the punch fail.
-        #[arg(long)]
+        #[arg(long, conflicts_with_all = ["nat1", "nat2"])]
         symmetric: bool,
+        /// Lesson 7's scene instead, with this NAT at alice's site (see `lab
+        /// nat`): `lesson7-rendezvous` and two `lesson7-peer`s.
+        #[arg(long, value_name = "KIND")]
+        nat1: Option<Nat>,
+        /// Lesson 7's scene, with this NAT at bob's site.
+        #[arg(long, value_name = "KIND")]
+        nat2: Option<Nat>,
+        /// Lesson 7's scene with alice's neighbour carol as the other peer
+        /// (both behind --nat1) instead of bob.
+        #[arg(long)]
+        neighbours: bool,
+    },
+    /// Print the nftables ruleset of a NAT kind and which RFC 4787
+    /// behaviour it gives; without KIND, list the kinds.
+    Nat {
+        /// none, no-firewall, eim-eif, eim-adf, eim-apdf, apdm-apdf or cgnat,
+        /// with +hairpin, +no-pp (no port preservation), +ports=N.
+        kind: Option<Nat>,
+    },
+    /// Lesson 7's peers across every pair of NAT kinds at 0% and 10% loss,
+    /// and the birthday curve. A full run REWRITES docs/src/generated/
+    /// matrix.md and matrix-birthday.svg; `lab matrix quick` writes under
+    /// the target directory.
+    Matrix {
+        #[arg(value_parser = ["quick", "full"], default_value = "full")]
+        mode: String,
+        /// Trials per cell and loss (default: 50, quick: 2).
+        #[arg(long)]
+        trials: Option<usize>,
+        /// Birthday trials (default: 1000, quick: 100).
+        #[arg(long)]
+        birthday_trials: Option<usize>,
+        /// Trials run at once, each in a lab of its own.
+        #[arg(long, default_value_t = 8)]
+        jobs: usize,
     },
 }
 
@@ -66,6 +102,10 @@ fn main() -> ExitCode {
 }
 
 fn run(action: Action) -> Result<()> {
+    // `lab nat` only prints: it needs no root.
+    if let Action::Nat { kind } = &action {
+        return nat(*kind);
+    }
     match access() {
         Ok(Access::Root) => {}
         Ok(Access::UserNamespace) => bail!(
@@ -74,8 +114,32 @@ fn run(action: Action) -> Result<()> {
         ),
         Err(reason) => bail!("{reason}"),
     }
-    if let Action::P2p { action, symmetric } = &action {
-        return p2p(action.is_some(), *symmetric);
+    match &action {
+        Action::P2p {
+            action,
+            symmetric,
+            nat1,
+            nat2,
+            neighbours,
+        } => {
+            if nat1.is_some() || nat2.is_some() || *neighbours {
+                let nat1 = nat1.unwrap_or(Nat::Home(Default::default()));
+                let nat2 = nat2.unwrap_or(Nat::Home(Default::default()));
+                return p2p7(action.is_some(), nat1, nat2, *neighbours);
+            }
+            if action.is_some() {
+                // `lab p2p down` removes whichever scene is up.
+                remove_scene7()?;
+            }
+            return p2p(action.is_some(), *symmetric);
+        }
+        Action::Matrix {
+            mode,
+            trials,
+            birthday_trials,
+            jobs,
+        } => return matrix(mode == "quick", *trials, *birthday_trials, *jobs),
+        _ => {}
     }
     let topology = Topology::two_vms();
     match action {
@@ -132,7 +196,9 @@ fn run(action: Action) -> Result<()> {
             ];
             in_tmux(&topology, &format!("echo{lesson}"), &panes)
         }
-        Action::P2p { .. } => unreachable!("handled above"),
+        Action::P2p { .. } | Action::Nat { .. } | Action::Matrix { .. } => {
+            unreachable!("handled above")
+        }
     }
 }
 
@@ -191,6 +257,150 @@ fn p2p(down: bool, symmetric: bool) -> Result<()> {
         peer_pane("bob", "bob", "alice"),
     ];
     in_tmux(&topology, "p2p", &panes)
+}
+
+/// `lab nat [KIND]`: the kinds, or one kind's behaviour and rulesets.
+fn nat(kind: Option<Nat>) -> Result<()> {
+    let Some(kind) = kind else {
+        println!("NAT kinds (`just lab nat KIND` shows one):");
+        for name in netlab::p2p::KINDS {
+            let nat: Nat = name.parse()?;
+            println!("  {name:12} {}", nat.summary());
+        }
+        println!(
+            "options: +hairpin, +no-pp (no port preservation, eim-* only), +ports=N (N public ports from {})",
+            netlab::p2p::NARROW_BASE
+        );
+        return Ok(());
+    };
+    println!("{kind}: {}, in RFC 4787's terms:", kind.summary());
+    for line in kind.describe() {
+        println!("  {line}");
+    }
+    let rulesets = kind.rulesets(1);
+    if rulesets.is_empty() {
+        println!("\nno ruleset: router1 only routes (net.ipv4.ip_forward=1)");
+    }
+    for (host, ruleset) in rulesets {
+        println!("\n# {host} (nft -f), wan {}:", netlab::p2p::SITE1_PUBLIC);
+        print!("{ruleset}");
+    }
+    Ok(())
+}
+
+/// Where `lab p2p --nat1 … --nat2 …` notes which kinds its scene has.
+const SCENE7_STATE: &str = "/run/netlab-p2p7";
+
+/// The topology of lesson 7's scene now up, if any.
+fn scene7() -> Option<Topology> {
+    let text = std::fs::read_to_string(SCENE7_STATE).ok()?;
+    let mut words = text.split_whitespace();
+    let nat1: Nat = words.next()?.parse().ok()?;
+    let nat2: Nat = words.next()?.parse().ok()?;
+    Some(Topology::p2p_scene(nat1, nat2))
+}
+
+fn remove_scene7() -> Result<()> {
+    if let Some(topology) = scene7() {
+        let removed = Lab::remove_named(&topology)?;
+        let _ = std::fs::remove_file(SCENE7_STATE);
+        println!("lesson 7's NAT scene is down ({removed} hosts removed)");
+    }
+    Ok(())
+}
+
+/// `lab p2p --nat1 KIND --nat2 KIND`: lesson 7's scene (netlab's `p2p`
+/// module) with the rendezvous (and relay) and both peers in tmux.
+fn p2p7(down: bool, nat1: Nat, nat2: Nat, neighbours: bool) -> Result<()> {
+    use netlab::p2p::{PEER_PORT, RENDEZVOUS_IP, RENDEZVOUS_PORT};
+    if down {
+        return remove_scene7();
+    }
+    let wanted = format!("{nat1} {nat2}");
+    let topology = Topology::p2p_scene(nat1, nat2);
+    match std::fs::read_to_string(SCENE7_STATE) {
+        Ok(up) if up.trim() == wanted && Lab::attach_named(&topology).is_some() => {}
+        Ok(up) => bail!(
+            "lesson 7's scene is up with NATs {}: `just lab p2p down` first",
+            up.trim()
+        ),
+        Err(_) => {
+            if Lab::attach_named(&Topology::nat_scene(
+                netlab::nat::Mapping::EndpointIndependent,
+                netlab::nat::Mapping::EndpointIndependent,
+            ))
+            .is_some()
+            {
+                bail!("lesson 6's scene is up: `just lab p2p down` first");
+            }
+            Lab::up_named(&topology)?;
+            std::fs::write(SCENE7_STATE, &wanted)?;
+            println!(
+                "lesson 7's scene is up: rendezvous {RENDEZVOUS_IP}; alice and carol behind {nat1}, bob behind {nat2}; \
+                 `just lab nat KIND` explains a kind, `just lab p2p down` removes the scene"
+            );
+        }
+    }
+    let rendezvous = format!("{RENDEZVOUS_IP}:{RENDEZVOUS_PORT}");
+    let bind = format!("0.0.0.0:{PEER_PORT}");
+    let (server, peer) = (binary("lesson7-rendezvous")?, binary("lesson7-peer")?);
+    let (other, other_nat) = if neighbours {
+        ("carol", nat1)
+    } else {
+        ("bob", nat2)
+    };
+    let range = |nat: Nat| match nat {
+        Nat::Home(b) => b.ports.map_or("1024-65535".to_owned(), |n| {
+            format!(
+                "{}-{}",
+                netlab::p2p::NARROW_BASE,
+                netlab::p2p::NARROW_BASE + (n - 1)
+            )
+        }),
+        _ => "1024-65535".to_owned(),
+    };
+    let (range_of_other, range_of_alice) = (range(other_nat), range(nat1));
+    let peer_pane = |host: &'static str, other: &str, range: &str| {
+        #[rustfmt::skip]
+        let args = ["--bind", &bind, "--rendezvous", &rendezvous, "--name", host, "--peer-name", other, "--port-range", range];
+        Pane::new(host, &peer, &args)
+    };
+    let panes = [
+        Pane::new("rendezvous", &server, &["--bind", &rendezvous]),
+        peer_pane("alice", other, &range_of_other),
+        peer_pane(
+            if neighbours { "carol" } else { "bob" },
+            "alice",
+            &range_of_alice,
+        ),
+    ];
+    in_tmux(&topology, "p2p7", &panes)
+}
+
+/// `lab matrix [quick]`: see netlab's `matrix` module.
+fn matrix(quick: bool, trials: Option<usize>, birthday: Option<usize>, jobs: usize) -> Result<()> {
+    if quick {
+        println!("just lab matrix quick: results go under the target directory (matrix-quick/).");
+    } else {
+        println!(
+            "just lab matrix: this run rewrites the tracked files docs/src/generated/matrix.md and matrix-birthday.svg."
+        );
+    }
+    let bins = netlab::matrix::Binaries {
+        rendezvous: binary("lesson7-rendezvous")?.into(),
+        peer: binary("lesson7-peer")?.into(),
+    };
+    let plan = netlab::matrix::Plan {
+        quick,
+        trials: trials.unwrap_or(if quick { 2 } else { 50 }),
+        birthday_trials: birthday.unwrap_or(if quick { 100 } else { 1000 }),
+        jobs,
+    };
+    let out = netlab::matrix::run(&plan, &bins)?;
+    let report = std::fs::read_to_string(out.join("matrix.md"))?;
+    println!("{report}");
+    println!("written: {}", out.display());
+    Ok(())
 }
 
 /// Builds `name` (a workspace binary) if it is stale; its path.

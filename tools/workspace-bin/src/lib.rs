@@ -33,12 +33,26 @@ impl Profile {
 }
 
 /// The root of this workspace (the folder of its top-level Cargo.toml).
+///
+/// Under cargo (`cargo test`, `cargo run`) it is found from the package
+/// being run, at run time: a path compiled in would name another checkout
+/// when two checkouts share one target folder and cargo reuses this crate.
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    let compiled = Path::new(env!("CARGO_MANIFEST_DIR"))
         .ancestors()
         .nth(2)
         .expect("tools/workspace-bin sits two levels below the workspace root")
-        .to_path_buf()
+        .to_path_buf();
+    let Some(running) = std::env::var_os("CARGO_MANIFEST_DIR") else {
+        return compiled;
+    };
+    Path::new(&running)
+        .ancestors()
+        .find(|dir| {
+            std::fs::read_to_string(dir.join("Cargo.toml"))
+                .is_ok_and(|manifest| manifest.lines().any(|line| line.trim() == "[workspace]"))
+        })
+        .map_or(compiled, Path::to_path_buf)
 }
 
 /// Builds the workspace binary named `bin` if it is missing or stale, and
