@@ -79,14 +79,20 @@ fn code_stays_as_the_programs_print_it() {
 }
 
 /// The numbers of a text, thousands separators removed: `65,507` and
-/// `65507` are the same number; `2.5` stays one number.
+/// `65507` are the same number; `2.5` stays one number. Digits inside a
+/// word (P2P, IPv4, lesson1) are part of a name, not a number.
 fn numbers(text: &str) -> Vec<String> {
     let number = Regex::new(r"\d+(?:[.,]\d+)*").expect("regex");
+    let grouped = Regex::new(r"^\d{1,3}(?:,\d{3})+$").expect("regex");
+    let in_a_word = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphabetic());
     let mut found: Vec<String> = number
         .find_iter(text)
+        .filter(|found| {
+            !in_a_word(text[..found.start()].chars().next_back())
+                && !in_a_word(text[found.end()..].chars().next())
+        })
         .map(|found| {
             let digits = found.as_str();
-            let grouped = Regex::new(r"^\d{1,3}(?:,\d{3})+$").expect("regex");
             if grouped.is_match(digits) {
                 digits.replace(',', "")
             } else {
