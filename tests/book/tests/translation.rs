@@ -6,6 +6,7 @@
 //! English messages and checks that po/messages.pot is current.)
 
 use std::collections::BTreeMap;
+use std::sync::LazyLock;
 
 use book::po::{self, Entry};
 use regex::Regex;
@@ -82,8 +83,11 @@ fn code_stays_as_the_programs_print_it() {
 /// `65507` are the same number; `2.5` stays one number. Digits inside a
 /// word (P2P, IPv4, lesson1) are part of a name, not a number.
 fn numbers(text: &str) -> Vec<String> {
-    let number = Regex::new(r"\d+(?:[.,]\d+)*").expect("regex");
-    let grouped = Regex::new(r"^\d{1,3}(?:,\d{3})+$").expect("regex");
+    static NUMBER: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"\d+(?:[.,]\d+)*").expect("regex"));
+    static GROUPED: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"^\d{1,3}(?:,\d{3})+$").expect("regex"));
+    let (number, grouped) = (&*NUMBER, &*GROUPED);
     let in_a_word = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphabetic());
     let mut found: Vec<String> = number
         .find_iter(text)
@@ -147,8 +151,9 @@ fn term_table() -> Vec<(String, String)> {
 /// A message's prose: without code spans, link targets, HTML tags and man
 /// page names (`signal(7)`), where an English word stays English.
 fn prose(text: &str) -> String {
-    let strip = Regex::new(r"`[^`]*`|\]\([^)]*\)|<[^>]*>|\b\w+\(\d\)").expect("regex");
-    strip.replace_all(text, " ").into_owned()
+    static STRIP: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"`[^`]*`|\]\([^)]*\)|<[^>]*>|\b\w+\(\d\)").expect("regex"));
+    STRIP.replace_all(text, " ").into_owned()
 }
 
 #[test]
@@ -160,16 +165,18 @@ fn glossary_terms_are_rendered_the_same_way_everywhere() {
         terms.len()
     );
     let mut problems = Vec::new();
+    let messages: Vec<(String, Entry)> = catalogue()
+        .into_iter()
+        .filter(|entry| !entry.msgstr.is_empty() && !po::is_code(&entry.msgid))
+        .map(|entry| (prose(&entry.msgid), entry))
+        .collect();
     for (english, chinese) in &terms {
         if english == chinese {
             continue;
         }
         let term = Regex::new(&format!(r"(?i)\b{}s?\b", regex::escape(english))).expect("regex");
-        for entry in catalogue() {
-            if entry.msgstr.is_empty() || po::is_code(&entry.msgid) {
-                continue;
-            }
-            if term.is_match(&prose(&entry.msgid)) && !entry.msgstr.contains(chinese.as_str()) {
+        for (text, entry) in &messages {
+            if term.is_match(text) && !entry.msgstr.contains(chinese.as_str()) {
                 problems.push(format!("{english} → {chinese}: {}", preview(&entry.msgid)));
             }
         }
