@@ -57,14 +57,16 @@ fn a_busy_port_fails_with_the_address_the_error_and_a_hint() {
         Some(
             format!("error: cannot bind TCP socket to {addr}: EADDRINUSE: Address already in use")
                 .as_str()
-        )
+        ),
+        "a second server on {addr}, where the first listens: the first line of its stderr \
+         (left) should name the address and the OS error (right)"
     );
     let hint = lines.next().unwrap_or_default();
     assert!(
         hint.starts_with("hint: ") && hint.contains("TIME_WAIT") && hint.contains("lesson 4"),
-        "{stderr}"
+        "expected a second line `hint: …` naming TIME_WAIT and lesson 4, got:\n{stderr}"
     );
-    assert_eq!(lines.next(), None, "{stderr}");
+    assert_eq!(lines.next(), None, "expected two lines, got:\n{stderr}");
 }
 
 /// Ports below `net.ipv4.ip_unprivileged_port_start` (1024 unless changed;

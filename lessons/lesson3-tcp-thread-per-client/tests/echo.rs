@@ -8,8 +8,8 @@ use std::thread;
 use nix::sys::signal::Signal;
 use nix::sys::socket::{Shutdown, SockaddrStorage, getsockname, getsockopt, shutdown, sockopt};
 use testkit::tcp::{
-    VanishingClient, assert_echo, client_chat, close, connect, echo, random_bytes, reset,
-    start_client, start_server, wait_for_socket,
+    VanishingClient, assert_echo, client_chat, client_closing_before_its_echo, close, connect,
+    echo, random_bytes, reset, start_client, start_server, wait_for_socket,
 };
 use testkit::{LOCALHOST, TcpState};
 
@@ -29,7 +29,11 @@ fn logs_and_echoes_a_line_from_an_nc_like_client() {
         (&stream).write_all(format!("{text}\n").as_bytes()).unwrap();
         let mut back = String::new();
         lines.read_line(&mut back).unwrap();
-        assert_eq!(back, format!("{text}\n"));
+        assert_eq!(
+            back,
+            format!("{text}\n"),
+            "sent the line {text:?}: expected it back (right), got the left"
+        );
         server.expect_stdout_line(&format!("recv from {me}: {text}"));
     }
     close(stream);
@@ -73,6 +77,59 @@ fn an_idle_client_does_not_delay_the_others() {
     assert_echo(&idle, b"late but here\n");
 }
 
+/// The server's threads and the sockets among its open descriptors, from
+/// /proc/PID/task and /proc/PID/fd. (Only sockets: a descriptor the test
+/// harness let the server inherit is no client's.)
+fn threads_and_sockets(pid: i32) -> (usize, usize) {
+    let process = procfs::process::Process::new(pid).expect("the server process");
+    let threads = process.tasks().expect("/proc/PID/task").count();
+    let sockets = process
+        .fd()
+        .expect("/proc/PID/fd")
+        .filter_map(Result::ok)
+        .filter(|fd| matches!(fd.target, procfs::process::FDTarget::Socket(_)))
+        .count();
+    (threads, sockets)
+}
+
+/// A client's thread and descriptor live as long as the client does: the
+/// original's `close(cfd)` and detached thread, here the dropped `OwnedFd`
+/// and the thread's return.
+#[test]
+fn a_client_that_leaves_frees_its_thread_and_its_descriptor() {
+    let (server, addr) = start_server("lesson3-server", any_port(), &[]);
+    let pid = server.pid().as_raw();
+    let before = threads_and_sockets(pid);
+    let stream = connect(addr);
+    let me = stream.local_addr().unwrap();
+    server.expect_stdout_line(&format!("client {me} connected"));
+    assert_echo(&stream, b"hello\n");
+    let during = threads_and_sockets(pid);
+    assert_eq!(
+        during,
+        (before.0 + 1, before.1 + 1),
+        "(threads, sockets) of the server: {before:?} before client {me} connected, \
+         expected one more of each while it is connected"
+    );
+    close(stream);
+    server.expect_stdout_line(&format!("client {me} left"));
+    // The thread logs `left` just before it closes the descriptor and ends.
+    let start = std::time::Instant::now();
+    let mut after = threads_and_sockets(pid);
+    while after != before && start.elapsed() < testkit::DEADLINE {
+        thread::sleep(std::time::Duration::from_millis(10));
+        after = threads_and_sockets(pid);
+    }
+    assert_eq!(
+        after,
+        before,
+        "(threads, sockets) of the server: {before:?} before client {me} connected, \
+         {during:?} while connected, still {after:?} {:?} after it left: its thread or its \
+         descriptor was not freed",
+        testkit::DEADLINE
+    );
+}
+
 #[test]
 fn one_mebibyte_of_random_bytes_comes_back_exactly() {
     let (_server, addr) = start_server("lesson3-server", any_port(), &[]);
@@ -106,6 +163,15 @@ fn a_client_vanishing_mid_echo_leaves_the_server_serving() {
         "{}",
         server.describe()
     );
+}
+
+/// The one case that raises SIGPIPE (lesson 3, "Serving one client"): the
+/// client sends and closes cleanly before any echo comes back (testkit's
+/// [`client_closing_before_its_echo`] tells how).
+#[test]
+fn a_client_that_closes_before_its_echo_does_not_kill_the_server_with_sigpipe() {
+    let (mut server, addr) = start_server("lesson3-server", any_port(), &[]);
+    client_closing_before_its_echo(&mut server, addr);
 }
 
 #[test]

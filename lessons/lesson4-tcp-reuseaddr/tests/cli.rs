@@ -46,7 +46,9 @@ fn a_port_another_server_listens_on_fails_with_a_hint_naming_the_holders() {
         Some(
             format!("error: cannot bind TCP socket to {addr}: EADDRINUSE: Address already in use")
                 .as_str()
-        )
+        ),
+        "a second server on {addr}, where the first listens: the first line of its stderr \
+         (left) should name the address and the OS error (right)"
     );
     let hint = lines.next().unwrap_or_default();
     assert!(

@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 
 use testkit::tcp::{
     client_chat, sockets_on_port, start_client, start_server, start_server_expecting_failure,
-    wait_for_socket,
+    try_start_server, wait_for_socket,
 };
 use testkit::timewait::{Reproduction, ctrl_c};
 use testkit::{LOCALHOST, Running, TcpSocket, TcpState, check_generated, find_socket_addr};
@@ -83,7 +83,14 @@ fn a_lesson3_server_stopped_before_its_client_cannot_restart() {
 #[test]
 fn a_lesson4_server_stopped_before_its_client_restarts_and_echoes() {
     let (addr, time_wait) = stop_server_before_client("lesson4-server");
-    let (_restarted, bound) = start_server("lesson4-server", addr, &[]);
+    let (_restarted, bound) = try_start_server("lesson4-server", addr).unwrap_or_else(|failed| {
+        panic!(
+            "stopped lesson4-server on {addr} before its client quit, then started it again: \
+             expected it to listen at once despite the TIME-WAIT socket `{time_wait}`, \
+             but it exited\n{}",
+            failed.describe()
+        )
+    });
     assert_eq!(
         bound, addr,
         "restarted despite the TIME-WAIT socket `{time_wait}`"

@@ -65,11 +65,11 @@ fn a_client_that_never_reads_cannot_grow_the_server_and_others_are_served() {
     );
     assert!(
         pushed < PUSH,
-        "the server took all {PUSH} bytes without the client reading any echo"
+        "one client pushed {PUSH} bytes and read no echo: expected the server to stop reading from it once about 64 KiB of its echo waited (its sends then stall); the server took all of them, and its RSS grew by {growth} KiB"
     );
     assert!(
         growth < RSS_GROWTH_BOUND_KIB,
-        "server RSS grew by {growth} KiB while a client never read"
+        "one client pushed {pushed} bytes and read no echo: expected the server's RSS to grow by less than {RSS_GROWTH_BOUND_KIB} KiB; it grew by {growth} KiB"
     );
 
     // The stalled client does not stall the server.

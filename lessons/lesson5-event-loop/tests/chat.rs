@@ -118,13 +118,19 @@ fn a_60000_byte_datagram_arrives_whole_both_ways() {
     let mut chat = SocketPeer::start(CHAT, LOCALHOST, &[]);
     let outgoing = random_letters(1, 60_000);
     chat.app.type_bytes(&[outgoing.as_slice(), b"\n"].concat());
-    assert_eq!(chat.receive(), outgoing, "one datagram, whole");
+    let sent = chat.receive();
+    assert!(
+        sent == outgoing,
+        "typed a line of 60,000 letters: expected one datagram of 60,000 bytes, the same letters; got {} bytes",
+        sent.len()
+    );
     let incoming = random_letters(2, 60_000);
     chat.send(&incoming);
-    assert_eq!(
-        chat.printed_message().as_bytes(),
-        incoming.as_slice(),
-        "printed whole, not cut"
+    let printed = chat.printed_message();
+    assert!(
+        printed.as_bytes() == incoming.as_slice(),
+        "sent the chat one datagram of 60,000 letters: expected them printed whole after \"[from …] \"; got {} bytes (a receive buffer shorter than the datagram cuts it)",
+        printed.len()
     );
 }
 

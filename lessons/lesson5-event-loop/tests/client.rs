@@ -32,6 +32,39 @@ fn run_client(server: SocketAddr, input: impl Into<Vec<u8>>) -> Output {
     cli::output(CLIENT, &["--server", &server.to_string()], input)
 }
 
+/// What a failed check shows: what was typed, how the client ended and
+/// what it printed (long output cut to its start and length).
+fn report(typed: &str, output: &Output) -> String {
+    let show = |bytes: &[u8]| {
+        let text = String::from_utf8_lossy(&bytes[..bytes.len().min(400)]).into_owned();
+        if bytes.len() > 400 {
+            format!("{text}… ({} bytes in all)", bytes.len())
+        } else {
+            text
+        }
+    };
+    format!(
+        "typed into lesson5-client: {typed}\nit exited with {} (expected 0)\n--- stdout:\n{}\n--- stderr:\n{}",
+        output.status,
+        show(&output.stdout),
+        show(&output.stderr)
+    )
+}
+
+/// Where `got` first differs from `expected`, said in a line.
+fn first_difference(expected: &[u8], got: &[u8]) -> String {
+    let at = expected
+        .iter()
+        .zip(got)
+        .position(|(a, b)| a != b)
+        .unwrap_or(expected.len().min(got.len()));
+    format!(
+        "expected {} bytes on stdout, got {}; they differ from byte {at}",
+        expected.len(),
+        got.len()
+    )
+}
+
 /// Lesson 3's client learns that the server is gone only when it next
 /// sends. This one waits for the socket too, so it sees the end at once.
 #[test]
@@ -59,12 +92,8 @@ fn an_8_mib_line_comes_back_whole_without_deadlock() {
     let line = random_letters(8, 8 * 1024 * 1024);
     let input = [line.as_slice(), b"\n"].concat();
     let output = run_client(addr, input);
-    assert!(
-        output.status.success(),
-        "{:?}: {}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let typed = "one 8 MiB line of letters, then the end of input";
+    assert!(output.status.success(), "{}", report(typed, &output));
     let expected = [
         format!("connected to {addr}\nclient receive: ").as_bytes(),
         &line,
@@ -73,7 +102,9 @@ fn an_8_mib_line_comes_back_whole_without_deadlock() {
     .concat();
     assert!(
         output.stdout == expected,
-        "the echo of the 8 MiB line differs"
+        "the echo of the 8 MiB line differs: {}\n{}",
+        first_difference(&expected, &output.stdout),
+        report(typed, &output)
     );
 }
 
@@ -96,15 +127,21 @@ fn end_of_input_half_closes_and_every_echo_still_to_come_is_printed() {
         stream.write_all(&received).expect("the client still reads");
         received
     });
-    let output = run_client(addr, "one\ntwo\nthree\nfour, without newline");
+    let typed = "one\ntwo\nthree\nfour, without newline";
+    let output = run_client(addr, typed);
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{:?}: {stdout}", output.status);
+    let typed = format!(
+        "{typed:?}, then the end of input (the server echoes only after the client's end of stream)"
+    );
+    assert!(output.status.success(), "{}", report(&typed, &output));
     assert_eq!(
         stdout,
         format!(
             "connected to {addr}\nclient receive: one\nclient receive: two\n\
              client receive: three\nclient receive: four, without newline\n"
-        )
+        ),
+        "{}",
+        report(&typed, &output)
     );
     assert_eq!(
         server.join().unwrap(),
@@ -117,12 +154,16 @@ fn end_of_input_half_closes_and_every_echo_still_to_come_is_printed() {
 #[test]
 fn exit_is_not_sent_and_the_echoes_before_it_are_printed() {
     let (server, addr) = start_server(SERVER, any_port(), &[]);
-    let output = run_client(addr, "first\nsecond\nexit\nnever sent\n");
+    let typed = "first\nsecond\nexit\nnever sent\n";
+    let output = run_client(addr, typed);
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{:?}: {stdout}", output.status);
+    let typed = format!("{typed:?}");
+    assert!(output.status.success(), "{}", report(&typed, &output));
     assert_eq!(
         stdout,
-        format!("connected to {addr}\nclient receive: first\nclient receive: second\ngoodbye\n")
+        format!("connected to {addr}\nclient receive: first\nclient receive: second\ngoodbye\n"),
+        "{}",
+        report(&typed, &output)
     );
     server.expect_stdout_line(" left");
     let log = server.stdout();
@@ -194,13 +235,22 @@ fn the_same_line_and_server_do_not_deadlock_lesson_5s_client() {
     let (addr, server) = small_buffer_echo_server();
     let line = line_longer_than_the_buffers();
     let output = run_client(addr, [line.as_slice(), b"\n"].concat());
-    assert!(output.status.success(), "{:?}", output.status);
+    let typed = format!(
+        "one line of {} letters (more than every buffer between client and server), then the end of input",
+        line.len()
+    );
+    assert!(output.status.success(), "{}", report(&typed, &output));
     let expected = [
         format!("connected to {addr}\nclient receive: ").as_bytes(),
         &line,
         b"\n",
     ]
     .concat();
-    assert!(output.stdout == expected, "the echo differs");
+    assert!(
+        output.stdout == expected,
+        "the echo differs: {}\n{}",
+        first_difference(&expected, &output.stdout),
+        report(&typed, &output)
+    );
     server.join().expect("the server ends at the client's end");
 }

@@ -222,7 +222,8 @@ fn forged_requests_from_alices_address_reach_nothing_and_change_nothing() {
             .iter()
             .all(|message| matches!(message, Message::Waiting { .. }))
             && !heard.is_empty(),
-        "mallory heard {heard:?}"
+        "mallory forged {} requests from alice's public endpoint {alice_public} without her cookie, then asked for alice with his own: expected WAITING only; heard {heard:?}",
+        forgeries.len()
     );
     assert!(
         !server.stdout().contains("introduced"),

@@ -194,11 +194,17 @@ fn requests_without_their_cookie_are_ignored_even_from_the_right_address() {
     let (alice, bob) = (Speaker::new(), Speaker::new());
     let cookie = register(&alice, "alice", "192.168.1.2:55501", addr);
     let wrong = Cookie(cookie.0 ^ 1);
+    println!(
+        "sent, from alice's address: CONNECT alice bob with a wrong cookie; expected it logged and ignored"
+    );
     connect(&alice, "alice", "bob", wrong, addr);
     server.expect_stderr_line(&format!(
         "ignored CONNECT alice bob from {}: wrong cookie for alice",
         alice.addr()
     ));
+    println!(
+        "sent, from alice's address: REGISTER alice 10.6.6.6:6666 without a cookie; expected it logged and ignored"
+    );
     alice.send(
         &Message::Register {
             name: "alice".into(),
@@ -233,8 +239,19 @@ fn a_refresh_with_the_cookie_keeps_the_registration() {
     let alice = Speaker::new();
     let cookie = register(&alice, "alice", "192.168.1.2:55501", addr);
     let again = register_with(&alice, "alice", "192.168.1.7:55501", Some(cookie), addr);
-    assert_eq!(again, cookie);
-    assert_eq!(server.stdout().matches("registered alice").count(), 1);
+    assert_eq!(
+        again, cookie,
+        "REGISTER alice again with her cookie: expected REGISTERED with the same cookie"
+    );
+    // The log line is written before the answer is sent, but reaches the
+    // test through another pipe: wait for it before counting.
+    server.expect_stdout_line("registered alice");
+    assert_eq!(
+        server.stdout().matches("registered alice").count(),
+        1,
+        "a refresh with the cookie is not a new registration\n{}",
+        server.describe()
+    );
     let bob = Speaker::new();
     let bob_cookie = register(&bob, "bob", "192.168.1.3:55501", addr);
     connect(&bob, "bob", "alice", bob_cookie, addr);
@@ -301,7 +318,15 @@ fn serves_a_hundred_registered_peers_at_once() {
             assert_eq!(private.to_string(), format!("10.0.{other}.2:4000"));
         }
     }
-    assert_eq!(server.stdout().matches("registered peer").count(), 100);
+    // The last log line, before counting: the log reaches the test
+    // through another pipe than the answers.
+    server.expect_stdout_line("introduced peer99 ");
+    assert_eq!(
+        server.stdout().matches("registered peer").count(),
+        100,
+        "registered 100 peers under 100 names: expected 100 \"registered\" lines\n{}",
+        server.describe()
+    );
     assert!(server.stderr().is_empty(), "{}", server.describe());
 }
 

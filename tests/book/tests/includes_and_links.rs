@@ -3,7 +3,27 @@
 //! `mdbook build` would only warn about (or silently render empty) fails
 //! here, without mdbook installed.
 
+use std::collections::HashMap;
+use std::path::PathBuf;
+
 use book::{has_anchor, includes, pages};
+
+/// The Markdown files that another page includes whole (a lesson's
+/// Practice section, `practice/lessonN.md`), each with the page including
+/// it: mdbook renders them inside that page, so their links are relative
+/// to it, and they need no entry in SUMMARY.md.
+fn included_pages() -> HashMap<PathBuf, PathBuf> {
+    let mut included = HashMap::new();
+    for (page, text) in pages() {
+        let folder = page.parent().expect("a page lives in a folder");
+        for (path, anchor) in includes(&text) {
+            if anchor.is_none() && path.ends_with(".md") {
+                included.insert(folder.join(&path), page.clone());
+            }
+        }
+    }
+    included
+}
 
 #[test]
 fn every_include_resolves_to_a_file_and_anchor() {
@@ -71,8 +91,11 @@ fn heading_ids(text: &str) -> Vec<String> {
 fn every_relative_link_and_image_exists() {
     let mut problems = Vec::new();
     let mut fragments = 0;
+    let included = included_pages();
     for (page, text) in pages() {
-        let folder = page.parent().expect("a page lives in a folder");
+        // An included page's links are read where it is rendered.
+        let rendered_in = included.get(&page).unwrap_or(&page);
+        let folder = rendered_in.parent().expect("a page lives in a folder");
         // `](target)` covers both links and images.
         for (at, _) in text.match_indices("](") {
             let rest = &text[at + 2..];
@@ -85,7 +108,7 @@ fn every_relative_link_and_image_exists() {
                 continue;
             }
             let file = if target.is_empty() {
-                page.clone()
+                rendered_in.clone()
             } else {
                 folder.join(target)
             };
@@ -128,7 +151,11 @@ fn summary_lists_every_page() {
         .map(|(_, text)| text.clone())
         .expect("docs/src/SUMMARY.md exists");
     let src = testkit::workspace_root().join("docs/src");
+    let included = included_pages();
     for (path, _) in &pages {
+        if included.contains_key(path) {
+            continue;
+        }
         let relative = path
             .strip_prefix(&src)
             .expect("under docs/src")

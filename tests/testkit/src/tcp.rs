@@ -2,7 +2,7 @@
 //! and read its address back, talk to it the way `nc` would, make random
 //! payloads, and wait for a socket to reach a TCP state.
 
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::process::Command;
@@ -80,21 +80,53 @@ pub fn client_chat(client: &mut Running, line: &str) {
     client.expect_stdout_line(&format!("client receive: {line}"));
 }
 
+/// Starts server `name` with `--bind bind` and waits (at most [`DEADLINE`])
+/// until it either listens, returned as [`start_server`] returns it, or
+/// exits, returned as the error with its status and output.
+pub fn try_start_server(name: &str, bind: SocketAddr) -> Result<(Running, SocketAddr), Running> {
+    let bind = bind.to_string();
+    let mut server = Running::start(name, command_default_signals(name, &["--bind", &bind]));
+    let pid = server.pid().as_raw();
+    let start = Instant::now();
+    // Exited (reaped or a zombie), or listening: whichever comes first.
+    while !thread_states(pid).iter().all(|&state| state == 'Z') {
+        if server.stdout().contains("listening on ") {
+            return Ok(listening(server));
+        }
+        if start.elapsed() >= DEADLINE {
+            break;
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+    if server.stdout().contains("listening on ") {
+        return Ok(listening(server));
+    }
+    server.wait_exit();
+    Err(server)
+}
+
 /// Starts `name` with `--bind bind`, expecting bind to fail: waits for the
 /// exit and returns the process (for its stderr and transcript). Fails the
 /// test with the server's output if it started listening or exited other
 /// than with status 1.
 pub fn start_server_expecting_failure(name: &str, bind: SocketAddr) -> Running {
-    let bind = bind.to_string();
-    let mut server = Running::start(name, command_default_signals(name, &["--bind", &bind]));
-    let status = server.wait_exit();
-    assert_eq!(
-        status.code(),
-        Some(1),
-        "{name} should fail to bind and exit 1, got {status}\n{}",
-        server.describe()
-    );
-    server
+    match try_start_server(name, bind) {
+        Ok((server, _)) => panic!(
+            "{name} --bind {bind}: expected bind to fail (the port is taken) and exit 1, \
+             but it is listening\n{}",
+            server.describe()
+        ),
+        Err(mut server) => {
+            let status = server.wait_exit();
+            assert_eq!(
+                status.code(),
+                Some(1),
+                "{name} should fail to bind and exit 1, got {status}\n{}",
+                server.describe()
+            );
+            server
+        }
+    }
 }
 
 /// A TCP connection to `addr`, as `nc` would open it; every read and write
@@ -102,7 +134,7 @@ pub fn start_server_expecting_failure(name: &str, bind: SocketAddr) -> Running {
 /// hanging it.
 pub fn connect(addr: SocketAddr) -> TcpStream {
     let stream = TcpStream::connect_timeout(&addr, DEADLINE)
-        .unwrap_or_else(|err| panic!("connect to {addr}: {err}"));
+        .unwrap_or_else(|err| panic!("connect to {addr}: {err} (is the server still running?)"));
     stream
         .set_read_timeout(Some(DEADLINE))
         .expect("set a read timeout");
@@ -130,10 +162,20 @@ pub fn echo(stream: &TcpStream, data: &[u8]) -> Vec<u8> {
             match reader.read(&mut buffer[..wanted]) {
                 Ok(0) => break,
                 Ok(n) => back.extend_from_slice(&buffer[..n]),
+                Err(err) if matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    panic!(
+                        "sent {} bytes to {}; expected them back, but only {} came back \
+                         within {DEADLINE:?}",
+                        data.len(),
+                        describe_peer(reader),
+                        back.len()
+                    )
+                }
                 Err(err) => panic!(
-                    "reading the echo ({} of {} bytes so far): {err}",
-                    back.len(),
-                    data.len()
+                    "sent {} bytes to {}; reading the echo failed after {} bytes: {err}",
+                    data.len(),
+                    describe_peer(reader),
+                    back.len()
                 ),
             }
         }
@@ -143,6 +185,14 @@ pub fn echo(stream: &TcpStream, data: &[u8]) -> Vec<u8> {
             .expect("send the data");
     });
     back
+}
+
+/// `the server at ADDR`, or `the server` if the stream has no peer left.
+fn describe_peer(stream: &TcpStream) -> String {
+    stream.peer_addr().map_or_else(
+        |_| "the server".to_owned(),
+        |addr| format!("the server at {addr}"),
+    )
 }
 
 /// Asserts that `data` sent on `stream` comes back byte for byte.
@@ -197,6 +247,96 @@ impl VanishingClient {
         drop(self.stream);
         self.sender.join().expect("sending thread");
     }
+}
+
+/// A client that sends 16 KiB and closes cleanly before any echo comes back,
+/// to the echo server `server` listening on `addr`; asserts that the server
+/// logs EPIPE (or ECONNRESET) for it and then serves another client.
+///
+/// The server is stopped meanwhile, so its first echo comes after the close:
+/// it draws a reset, which in CLOSE-WAIT sets the socket's error to EPIPE
+/// (tcp_reset); the next send fails with EPIPE and, unless the server sends
+/// with MSG_NOSIGNAL or ignores the signal, raises SIGPIPE, which kills it.
+pub fn client_closing_before_its_echo(server: &mut Running, addr: SocketAddr) {
+    let stream = connect(addr);
+    let me = stream.local_addr().expect("local address");
+    server.expect_stdout_line(&format!("client {me} connected"));
+    // Stopped, the server cannot echo before the client has closed. Every
+    // thread stops on its own way out of the kernel: wait until all have.
+    server.signal(Signal::SIGSTOP);
+    let pid = server.pid().as_raw();
+    let stopped = || {
+        let states = thread_states(pid);
+        !states.is_empty() && states.iter().all(|&state| state == 'T')
+    };
+    let start = Instant::now();
+    while !stopped() {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "SIGSTOP did not stop the server"
+        );
+        thread::sleep(Duration::from_millis(2));
+    }
+    let payload = random_letters(11, 16 * 1024);
+    (&stream)
+        .write_all(&payload)
+        .unwrap_or_else(|err| panic!("client {me}: cannot send {} bytes: {err}", payload.len()));
+    drop(stream);
+    wait_for_socket("the client's end, closed", addr.port(), |s| {
+        s.local == me && s.state == TcpState::FinWait2
+    });
+    server.signal(Signal::SIGCONT);
+
+    let start = Instant::now();
+    let error = loop {
+        let logged = server.stderr();
+        if let Some(line) = logged
+            .lines()
+            .find(|line| line.contains(&format!("client {me}")))
+        {
+            break line.to_owned();
+        }
+        let states = thread_states(pid);
+        if states.is_empty() || states.contains(&'Z') {
+            let status = server.wait_exit();
+            panic!(
+                "client {me} sent {} bytes and closed before the first echo; the server \
+                 died echoing to it ({status}) instead of logging \
+                 EPIPE and going on\n{}",
+                payload.len(),
+                server.describe()
+            );
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "client {me} sent {} bytes and closed before the first echo: expected the server \
+             to log an EPIPE error for it within {:?}\n{}",
+            payload.len(),
+            DEADLINE,
+            server.describe()
+        );
+        thread::sleep(Duration::from_millis(10));
+    };
+    assert!(
+        error.contains("EPIPE") || error.contains("ECONNRESET"),
+        "client {me} closed before its echo: expected EPIPE (or ECONNRESET) in the server's \
+         error line, got {error:?}"
+    );
+    let polite = connect(addr);
+    assert_echo(&polite, b"still serving?\n");
+}
+
+/// The state letter (`R`, `S`, `T` stopped, `Z` zombie …) of each thread of
+/// process `pid`, from /proc/PID/task/TID/stat; none once it is reaped.
+fn thread_states(pid: i32) -> Vec<char> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("stat")).ok())
+        // The state follows the command name, which ends at the last ')'.
+        .filter_map(|stat| stat[stat.rfind(')')? + 1..].trim_start().chars().next())
+        .collect()
 }
 
 /// Resets `stream`: SO_LINGER with a zero timeout makes the close send an

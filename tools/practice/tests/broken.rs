@@ -73,6 +73,7 @@ fn copy_crate(from: &Path, workspace: &Path, member: &str) -> PathBuf {
     let manifest = std::fs::read_to_string(from.join("Cargo.toml")).unwrap();
     let mut out = String::new();
     let mut skipping = false;
+    let mut package = None;
     for line in manifest.lines() {
         if line.starts_with('[') {
             skipping = line.trim() == "[dev-dependencies]";
@@ -82,11 +83,22 @@ fn copy_crate(from: &Path, workspace: &Path, member: &str) -> PathBuf {
         }
         if line.starts_with("name = ") && out.starts_with("[package]") && !out.contains("\nname = ")
         {
+            package = Some(line["name = ".len()..].trim().trim_matches('"').to_owned());
             out.push_str(&format!("name = \"{member}\"\n"));
         } else {
             out.push_str(line);
             out.push('\n');
         }
+    }
+    // A library (lesson 6's protocol) keeps its name: the programs `use` it.
+    if let Some(package) = package
+        && from.join("src/lib.rs").is_file()
+        && !manifest.contains("\n[lib]")
+    {
+        out.push_str(&format!(
+            "\n[lib]\nname = \"{}\"\n",
+            package.replace('-', "_")
+        ));
     }
     std::fs::write(to.join("Cargo.toml"), out).unwrap();
     to
