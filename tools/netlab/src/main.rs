@@ -127,9 +127,9 @@ fn run(action: Action) -> Result<()> {
                 let nat2 = nat2.unwrap_or(Nat::Home(Default::default()));
                 return p2p7(action.is_some(), nat1, nat2, *neighbours);
             }
-            if action.is_some() {
+            if action.is_some() && remove_scene7()? {
                 // `lab p2p down` removes whichever scene is up.
-                remove_scene7()?;
+                return Ok(());
             }
             return p2p(action.is_some(), *symmetric);
         }
@@ -288,25 +288,31 @@ fn nat(kind: Option<Nat>) -> Result<()> {
     Ok(())
 }
 
-/// Where `lab p2p --nat1 … --nat2 …` notes which kinds its scene has.
-const SCENE7_STATE: &str = "/run/netlab-p2p7";
+/// Where `lab p2p --nat1 … --nat2 …` notes which kinds its scene has
+/// (one file per namespace prefix, as the scene's names).
+fn scene7_state() -> String {
+    let prefix = std::env::var(netlab::NAMED_PREFIX_VAR).unwrap_or_default();
+    format!("/run/netlab-p2p7{prefix}")
+}
 
 /// The topology of lesson 7's scene now up, if any.
 fn scene7() -> Option<Topology> {
-    let text = std::fs::read_to_string(SCENE7_STATE).ok()?;
+    let text = std::fs::read_to_string(scene7_state()).ok()?;
     let mut words = text.split_whitespace();
     let nat1: Nat = words.next()?.parse().ok()?;
     let nat2: Nat = words.next()?.parse().ok()?;
     Some(Topology::p2p_scene(nat1, nat2))
 }
 
-fn remove_scene7() -> Result<()> {
-    if let Some(topology) = scene7() {
-        let removed = Lab::remove_named(&topology)?;
-        let _ = std::fs::remove_file(SCENE7_STATE);
-        println!("lesson 7's NAT scene is down ({removed} hosts removed)");
-    }
-    Ok(())
+/// Removes lesson 7's scene if it is up; whether it was.
+fn remove_scene7() -> Result<bool> {
+    let Some(topology) = scene7() else {
+        return Ok(false);
+    };
+    let removed = Lab::remove_named(&topology)?;
+    let _ = std::fs::remove_file(scene7_state());
+    println!("lesson 7's NAT scene is down ({removed} hosts removed)");
+    Ok(true)
 }
 
 /// `lab p2p --nat1 KIND --nat2 KIND`: lesson 7's scene (netlab's `p2p`
@@ -314,11 +320,14 @@ fn remove_scene7() -> Result<()> {
 fn p2p7(down: bool, nat1: Nat, nat2: Nat, neighbours: bool) -> Result<()> {
     use netlab::p2p::{PEER_PORT, RENDEZVOUS_IP, RENDEZVOUS_PORT};
     if down {
-        return remove_scene7();
+        if !remove_scene7()? {
+            println!("lesson 7's NAT scene was not up");
+        }
+        return Ok(());
     }
     let wanted = format!("{nat1} {nat2}");
     let topology = Topology::p2p_scene(nat1, nat2);
-    match std::fs::read_to_string(SCENE7_STATE) {
+    match std::fs::read_to_string(scene7_state()) {
         Ok(up) if up.trim() == wanted && Lab::attach_named(&topology).is_some() => {}
         Ok(up) => bail!(
             "lesson 7's scene is up with NATs {}: `just lab p2p down` first",
@@ -334,7 +343,7 @@ fn p2p7(down: bool, nat1: Nat, nat2: Nat, neighbours: bool) -> Result<()> {
                 bail!("lesson 6's scene is up: `just lab p2p down` first");
             }
             Lab::up_named(&topology)?;
-            std::fs::write(SCENE7_STATE, &wanted)?;
+            std::fs::write(scene7_state(), &wanted)?;
             println!(
                 "lesson 7's scene is up: rendezvous {RENDEZVOUS_IP}; alice and carol behind {nat1}, bob behind {nat2}; \
                  `just lab nat KIND` explains a kind, `just lab p2p down` removes the scene"
