@@ -251,3 +251,31 @@ fn preview(text: &str) -> String {
         short
     }
 }
+
+/// The fenced code blocks of a Markdown text, in order.
+fn code_blocks(text: &str) -> Vec<String> {
+    text.split("```")
+        .skip(1)
+        .step_by(2)
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn the_chinese_readme_links_both_ways_and_shows_the_same_commands() {
+    let english = std::fs::read_to_string(root().join("README.md")).expect("README.md");
+    let chinese = std::fs::read_to_string(root().join("README.zh-CN.md")).expect("README.zh-CN.md");
+    assert!(
+        english.contains("(README.zh-CN.md)"),
+        "README.md links to README.zh-CN.md"
+    );
+    assert!(
+        chinese.contains("(README.md)"),
+        "README.zh-CN.md links back to README.md"
+    );
+    assert_eq!(
+        code_blocks(&chinese),
+        code_blocks(&english),
+        "README.zh-CN.md shows the English README's commands, as they are: update it with README.md"
+    );
+}
