@@ -82,7 +82,9 @@ pub fn is_code(msgid: &str) -> bool {
     let outside_code_spans = msgid.split('`').step_by(2).collect::<String>();
     msgid.starts_with("```")
         || msgid.trim_start().starts_with("//")
-        || msgid.starts_with('"')
+        || ["\"", "'", "b\"", "b'"]
+            .iter()
+            .any(|quote| msgid.starts_with(quote))
         || !outside_code_spans.chars().any(|c| c.is_ascii_alphabetic())
 }
 
