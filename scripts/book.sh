@@ -31,7 +31,7 @@ strict() { "$@" 2>&1 | awk '{ print } /^ *(WARN|ERROR)/ { bad = 1 } END { exit b
 build() {
     case "$1" in
         en) strict mdbook build docs ;;
-        *) strict env MDBOOK_BOOK__LANGUAGE="$1" mdbook build docs -d "book/$1" ;;
+        *) strict env MDBOOK_BOOK__LANGUAGE="$1" mdbook build docs -d "docs/book/$1" ;;
     esac
 }
 
