@@ -9,6 +9,8 @@
 
 /// The first use of a glossary term in a chapter links to its entry.
 pub mod glossary;
+/// Reading the Chinese catalogue (po/zh-CN.po).
+pub mod po;
 
 use std::path::{Path, PathBuf};
 
