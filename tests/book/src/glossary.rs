@@ -197,13 +197,20 @@ fn uses<'a>(
     exact: &'a Regex,
     anchor: &'a str,
 ) -> impl Iterator<Item = Use> + 'a {
-    let mut fenced = false;
+    let (mut fenced, mut title) = (false, false);
     page.lines().enumerate().flat_map(move |(index, line)| {
         if line.trim_start().starts_with("```") {
             fenced = !fenced;
             return Vec::new();
         }
-        if fenced || !is_prose(line) {
+        // A folded aside's title: a link there would open a page instead
+        // of the aside.
+        match line.trim() {
+            "<summary>" => title = true,
+            "</summary>" => title = false,
+            _ => {}
+        }
+        if fenced || title || !is_prose(line) {
             return Vec::new();
         }
         let mut here = Vec::new();

@@ -14,6 +14,41 @@ pub mod po;
 
 use std::path::{Path, PathBuf};
 
+/// `text` with each folded aside's title back on one line
+/// (`<summary>Answer</summary>`). The book writes a title as a paragraph of
+/// its own between `<summary>` and `</summary>`, so that mdbook-xgettext
+/// extracts it for translation; checks read it whole.
+pub fn fold_summaries(text: &str) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let lines: Vec<&str> = text.lines().collect();
+    let mut at = 0;
+    while at < lines.len() {
+        let line = lines[at];
+        if line.trim() == "<summary>"
+            && let Some(close) = lines[at + 1..]
+                .iter()
+                .position(|next| next.trim() == "</summary>")
+        {
+            let title: Vec<&str> = lines[at + 1..at + 1 + close]
+                .iter()
+                .map(|part| part.trim())
+                .filter(|part| !part.is_empty())
+                .collect();
+            let indent = &line[..line.len() - line.trim_start().len()];
+            out.push(format!("{indent}<summary>{}</summary>", title.join(" ")));
+            at += close + 2;
+            continue;
+        }
+        out.push(line.to_owned());
+        at += 1;
+    }
+    let mut folded = out.join("\n");
+    if text.ends_with('\n') {
+        folded.push('\n');
+    }
+    folded
+}
+
 /// Every Markdown page under docs/src, with its path.
 pub fn pages() -> Vec<(PathBuf, String)> {
     files_under(&testkit::workspace_root().join("docs/src"), "md")

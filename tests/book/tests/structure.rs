@@ -10,7 +10,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use book::{code_spans, files_under, pages};
+use book::{code_spans, files_under, fold_summaries, pages};
 
 /// Lines a chapter's main path may take (the benchmark chapter is optional
 /// reading, and shorter).
@@ -39,7 +39,9 @@ fn docs() -> std::path::PathBuf {
 }
 
 fn read(file: &str) -> String {
-    std::fs::read_to_string(docs().join(file)).unwrap_or_else(|err| panic!("read {file}: {err}"))
+    let text = std::fs::read_to_string(docs().join(file))
+        .unwrap_or_else(|err| panic!("read {file}: {err}"));
+    fold_summaries(&text)
 }
 
 /// Where the main path ends: the first closing section.
