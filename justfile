@@ -93,7 +93,7 @@ book lang="all":
     set -euo pipefail
     if [ -n "${DISPLAY:-}" ] || [ -n "${WAYLAND_DISPLAY:-}" ]; then
         if [ "{{ lang }}" = zh-CN ]; then
-            exec env MDBOOK_BOOK__LANGUAGE=zh-CN mdbook serve docs -d docs/book/zh-CN --open
+            exec env MDBOOK_BOOK__LANGUAGE=zh-CN MDBOOK_BOOK__TITLE="Rust 套接字编程：从两篇 C 原文出发" mdbook serve docs -d docs/book/zh-CN --open
         fi
         exec mdbook serve docs --open
     fi

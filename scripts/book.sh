@@ -11,6 +11,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The Chinese edition's title (book.toml holds the English one).
+ZH_TITLE="Rust 套接字编程：从两篇 C 原文出发"
+
 have() { command -v "$1" >/dev/null 2>&1; }
 need() {
     for tool in "$@"; do
@@ -31,7 +34,8 @@ strict() { "$@" 2>&1 | awk '{ print } /^ *(WARN|ERROR)/ { bad = 1 } END { exit b
 build() {
     case "$1" in
         en) strict mdbook build docs ;;
-        *) strict env MDBOOK_BOOK__LANGUAGE="$1" mdbook build docs -d "docs/book/$1" ;;
+        zh-CN) strict env MDBOOK_BOOK__LANGUAGE=zh-CN MDBOOK_BOOK__TITLE="$ZH_TITLE" mdbook build docs -d docs/book/zh-CN ;;
+        *) echo "book.sh: no edition $1 (en, zh-CN)" >&2; exit 2 ;;
     esac
 }
 

@@ -227,10 +227,10 @@ fn every_figure_has_its_chinese_version() {
             ));
         }
     }
-    let figure = Regex::new(r"images/([\w.-]+\.svg)").expect("regex");
+    let figure = Regex::new(r"(images|generated)/([\w.-]+\.svg)").expect("regex");
     for entry in catalogue() {
         for used in figure.captures_iter(&entry.msgid) {
-            let chinese = format!("images/zh-CN/{}", &used[1]);
+            let chinese = format!("{}/zh-CN/{}", &used[1], &used[2]);
             if !entry.msgstr.is_empty() && !entry.msgstr.contains(&chinese) {
                 problems.push(format!(
                     "the translation should show {chinese}: {}",
@@ -278,4 +278,119 @@ fn the_chinese_readme_links_both_ways_and_shows_the_same_commands() {
         code_blocks(&english),
         "README.zh-CN.md shows the English README's commands, as they are: update it with README.md"
     );
+}
+
+/// The words of the charts the benchmark and the NAT matrix draw, in
+/// 简体中文. Axis numbers and the formula stay as they are.
+const CHART_TEXT: &[(&str, &str)] = &[
+    (
+        "Birthday punch: k = 32 of N = 1024 ports",
+        "生日打洞：N = 1024 个端口中开 k = 32 个",
+    ),
+    (
+        "Closed loop: p99 latency (every round counted)",
+        "闭环：p99 延迟（每一轮都计入）",
+    ),
+    ("Closed loop: round trips per second", "闭环：每秒往返次数"),
+    (
+        "Open loop: fork per client (tools/fork-echo)",
+        "开环：每客户端 fork 一个进程（tools/fork-echo）",
+    ),
+    (
+        "Open loop: lesson 4 (thread per client)",
+        "开环：第 4 课（每客户端一线程）",
+    ),
+    (
+        "Open loop: lesson 5 (epoll, one thread)",
+        "开环：第 5 课（epoll，单线程）",
+    ),
+    (
+        "Open loop: ncat --exec cat (relay + cat per client)",
+        "开环：ncat --exec cat（中继 + 每客户端一个 cat）",
+    ),
+    (
+        "Open loop: tokio (tools/tokio-echo)",
+        "开环：tokio（tools/tokio-echo）",
+    ),
+    ("connections (log scale)", "连接数（对数刻度）"),
+    ("fork per client · 4096 B", "每客户端 fork · 4096 B"),
+    ("fork per client · 64 B", "每客户端 fork · 64 B"),
+    (
+        "latency from the due time, µs (log scale)",
+        "自本该发出时刻起的延迟，µs（对数刻度）",
+    ),
+    ("lesson 4 · 4096 B", "第 4 课 · 4096 B"),
+    ("lesson 4 · 64 B", "第 4 课 · 64 B"),
+    ("lesson 5 · 4096 B", "第 5 课 · 4096 B"),
+    ("lesson 5 · 64 B", "第 5 课 · 64 B"),
+    ("max", "最大值"),
+    ("measured", "实测"),
+    ("ncat --exec cat · 4096 B", "ncat --exec cat · 4096 B"),
+    ("ncat --exec cat · 64 B", "ncat --exec cat · 64 B"),
+    ("offered round trips/s", "施加的往返次数/秒"),
+    ("p50", "p50"),
+    ("p99", "p99"),
+    ("p99 latency, µs (log scale)", "p99 延迟，µs（对数刻度）"),
+    ("p99.9", "p99.9"),
+    ("P = 1 − (1 − k/N)^n", "P = 1 − (1 − k/N)^n"),
+    ("probes sent (n)", "已发探测包（n）"),
+    ("round trips/s", "往返次数/秒"),
+    ("success (%)", "成功率（%）"),
+    ("tokio · 4096 B", "tokio · 4096 B"),
+    ("tokio · 64 B", "tokio · 64 B"),
+];
+
+/// A generated chart with its words in 简体中文 and a CJK font named.
+fn chart_in_chinese(svg: &str) -> Result<String, String> {
+    let text = Regex::new(r"(<text[^>]*>)(\s*)([^<]*?)(\s*)</text>").expect("regex");
+    let mut unknown = Vec::new();
+    let chinese = text.replace_all(svg, |found: &regex::Captures| {
+        let words = &found[3];
+        let translated = if words.chars().any(|c| c.is_ascii_alphabetic()) {
+            CHART_TEXT
+                .iter()
+                .find(|(english, _)| *english == words)
+                .map(|(_, chinese)| *chinese)
+                .unwrap_or_else(|| {
+                    unknown.push(words.to_owned());
+                    words
+                })
+        } else {
+            words
+        };
+        format!("{}{}{translated}{}</text>", &found[1], &found[2], &found[4])
+    });
+    if !unknown.is_empty() {
+        return Err(format!(
+            "chart words without a translation in CHART_TEXT: {unknown:?}"
+        ));
+    }
+    Ok(chinese.replace(
+        "font-family=\"sans-serif\"",
+        "font-family=\"sans-serif, Noto Sans CJK SC, Source Han Sans SC, PingFang SC, Microsoft YaHei\"",
+    ))
+}
+
+/// The charts under docs/src/generated have Chinese versions under
+/// generated/zh-CN, made from them: `UPDATE_GENERATED=1` (`just generated`)
+/// rewrites them after `just bench` or `just lab matrix`.
+#[test]
+fn every_generated_chart_has_its_chinese_version() {
+    let generated = root().join("docs/src/generated");
+    let mut charts = 0;
+    for entry in std::fs::read_dir(&generated).expect("docs/src/generated") {
+        let path = entry.expect("an entry").path();
+        if path.extension().is_some_and(|ext| ext == "svg") {
+            let name = path
+                .file_name()
+                .expect("a name")
+                .to_string_lossy()
+                .into_owned();
+            let english = std::fs::read_to_string(&path).expect("read a chart");
+            let chinese = chart_in_chinese(&english).unwrap_or_else(|why| panic!("{name}: {why}"));
+            testkit::check_generated(&format!("zh-CN/{name}"), &chinese);
+            charts += 1;
+        }
+    }
+    assert!(charts >= 8, "only {charts} generated charts");
 }
