@@ -188,21 +188,33 @@ fn glossary_terms_are_rendered_the_same_way_everywhere() {
     );
 }
 
-#[test]
-fn every_figure_has_its_chinese_version() {
-    let images = root().join("docs/src/images");
-    let mut problems = Vec::new();
-    for entry in std::fs::read_dir(&images).expect("docs/src/images") {
-        let path = entry.expect("an entry").path();
-        if path.extension().is_some_and(|ext| ext == "svg") {
+/// The SVG files directly in `folder`: (path, file name).
+fn svg_files(folder: &std::path::Path) -> Vec<(std::path::PathBuf, String)> {
+    let entries = std::fs::read_dir(folder)
+        .unwrap_or_else(|err| panic!("cannot list {}: {err}", folder.display()));
+    let mut files: Vec<_> = entries
+        .map(|entry| entry.expect("an entry").path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "svg"))
+        .map(|path| {
             let name = path
                 .file_name()
                 .expect("a name")
                 .to_string_lossy()
                 .into_owned();
-            if !images.join("zh-CN").join(&name).is_file() {
-                problems.push(format!("images/zh-CN/{name} is missing"));
-            }
+            (path, name)
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn every_figure_has_its_chinese_version() {
+    let images = root().join("docs/src/images");
+    let mut problems = Vec::new();
+    for (_, name) in svg_files(&images) {
+        if !images.join("zh-CN").join(&name).is_file() {
+            problems.push(format!("images/zh-CN/{name} is missing"));
         }
     }
     // The same drawing: only the text and the fonts named may differ, so a
@@ -212,15 +224,9 @@ fn every_figure_has_its_chinese_version() {
         let text = Regex::new(r#">[^<]*<|font-family="[^"]*"|aria-label="[^"]*""#).expect("regex");
         text.replace_all(&svg, "><").into_owned()
     };
-    for entry in std::fs::read_dir(&images).expect("docs/src/images") {
-        let path = entry.expect("an entry").path();
-        let chinese = images
-            .join("zh-CN")
-            .join(path.file_name().unwrap_or_default());
-        if path.extension().is_some_and(|ext| ext == "svg")
-            && chinese.is_file()
-            && drawing(&path) != drawing(&chinese)
-        {
+    for (path, name) in svg_files(&images) {
+        let chinese = images.join("zh-CN").join(name);
+        if chinese.is_file() && drawing(&path) != drawing(&chinese) {
             problems.push(format!(
                 "{} is not the same drawing as the English one",
                 chinese.display()
@@ -378,19 +384,11 @@ fn chart_in_chinese(svg: &str) -> Result<String, String> {
 fn every_generated_chart_has_its_chinese_version() {
     let generated = root().join("docs/src/generated");
     let mut charts = 0;
-    for entry in std::fs::read_dir(&generated).expect("docs/src/generated") {
-        let path = entry.expect("an entry").path();
-        if path.extension().is_some_and(|ext| ext == "svg") {
-            let name = path
-                .file_name()
-                .expect("a name")
-                .to_string_lossy()
-                .into_owned();
-            let english = std::fs::read_to_string(&path).expect("read a chart");
-            let chinese = chart_in_chinese(&english).unwrap_or_else(|why| panic!("{name}: {why}"));
-            testkit::check_generated(&format!("zh-CN/{name}"), &chinese);
-            charts += 1;
-        }
+    for (path, name) in svg_files(&generated) {
+        let english = std::fs::read_to_string(&path).expect("read a chart");
+        let chinese = chart_in_chinese(&english).unwrap_or_else(|why| panic!("{name}: {why}"));
+        testkit::check_generated(&format!("zh-CN/{name}"), &chinese);
+        charts += 1;
     }
     assert!(charts >= 8, "only {charts} generated charts");
 }
