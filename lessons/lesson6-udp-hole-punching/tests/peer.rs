@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
 use common::{PEER, PROMPT, Speaker, start_peer, start_rendezvous};
-use lesson6_udp_hole_punching::protocol::{Message, Token};
+use lesson6_udp_hole_punching::protocol::{Cookie, Message, Token};
 use nix::sys::signal::Signal;
 use predicates::prelude::*;
 use testkit::Running;
@@ -355,8 +355,8 @@ fn reports_a_likely_symmetric_nat_when_no_path_answers() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }
 
-/// A waiting peer registers again every 5 s: a rendezvous that restarts
-/// (and forgot everyone) learns about it again.
+/// A waiting peer registers again every second: a rendezvous that
+/// restarts (and forgot everyone) learns about it again.
 #[test]
 fn a_waiting_peer_registers_again_with_a_restarted_rendezvous() {
     let (mut server, rendezvous) = start_rendezvous(&[]);
@@ -375,6 +375,51 @@ fn a_waiting_peer_registers_again_with_a_restarted_rendezvous() {
     assert!(alice.wait_exit().success(), "{}", alice.describe());
     bob.expect_stdout_line("alice left the chat");
     assert!(bob.wait_exit().success(), "{}", bob.describe());
+}
+
+/// The rendezvous writes the introduction to a waiting peer once, and UDP
+/// may lose it. Here a test socket plays the rendezvous and "loses" it:
+/// alice asks again within two seconds, and its answer introduces bob.
+#[test]
+fn a_waiting_peer_asks_again_every_second_and_gets_a_lost_introduction() {
+    let fake = Speaker::new();
+    let (mut alice, alice_addr) = start_peer(fake.addr(), "alice", "bob", &[]);
+    let cookie = Cookie(42);
+    let answer = |request: &Message| match request {
+        Message::Register { .. } => Message::Registered {
+            name: "alice".into(),
+            public: alice_addr,
+            cookie,
+        },
+        Message::Connect { .. } => Message::Waiting { peer: "bob".into() },
+        other => panic!("alice sent {other:?}: expected REGISTER or CONNECT"),
+    };
+    for _ in 0..2 {
+        let (request, from) = fake.receive();
+        fake.send(&answer(&request), from);
+    }
+    alice.expect_stdout_line("waiting for bob");
+    let waiting = Instant::now();
+    let (request, from) = fake.receive();
+    let asked_after = waiting.elapsed();
+    assert!(
+        matches!(request, Message::Register { cookie: Some(c), .. } if c == cookie)
+            && asked_after < Duration::from_secs(2),
+        "after WAITING (and a lost PEER), expected REGISTER with the cookie within 2 s; got {request:?} after {asked_after:?}"
+    );
+    fake.send(&answer(&request), from);
+    let (request, from) = fake.receive();
+    assert!(matches!(request, Message::Connect { .. }), "{request:?}");
+    let bob = Speaker::new();
+    let peer = Message::Peer {
+        peer: "bob".into(),
+        public: bob.addr(),
+        private: bob.addr(),
+        token: Token(7),
+    };
+    fake.send(&peer, from);
+    alice.expect_stdout_line(&format!("bob is at public {}", bob.addr()));
+    alice.kill();
 }
 
 #[test]

@@ -189,7 +189,7 @@ fn a_taken_name_is_refused_until_its_registration_expires() {
 /// through real NATs with a raw socket); here alice's own socket plays
 /// it. Without her cookie, or with a wrong one, nothing changes.
 #[test]
-fn requests_without_their_cookie_are_ignored_even_from_the_right_address() {
+fn requests_without_their_cookie_change_nothing_even_from_the_right_address() {
     let (server, addr) = start_rendezvous(&[]);
     let (alice, bob) = (Speaker::new(), Speaker::new());
     let cookie = register(&alice, "alice", "192.168.1.2:55501", addr);
@@ -202,26 +202,23 @@ fn requests_without_their_cookie_are_ignored_even_from_the_right_address() {
         "ignored CONNECT alice bob from {}: wrong cookie for alice",
         alice.addr()
     ));
-    println!(
-        "sent, from alice's address: REGISTER alice 10.6.6.6:6666 without a cookie; expected it logged and ignored"
-    );
-    alice.send(
-        &Message::Register {
-            name: "alice".into(),
-            private: "10.6.6.6:6666".parse().unwrap(),
-            cookie: None,
-        },
-        addr,
-    );
-    server.expect_stderr_line(&format!(
-        "ignored REGISTER alice 10.6.6.6:6666 from {}: no cookie for alice",
-        alice.addr()
-    ));
     assert_eq!(
         alice.hears_anything_within(std::time::Duration::from_millis(200)),
         None,
         "ignored requests get no answer"
     );
+    println!(
+        "sent, from alice's address: REGISTER alice 10.6.6.6:6666 without a cookie; expected her own REGISTERED again, and nothing changed"
+    );
+    let again = register(&alice, "alice", "10.6.6.6:6666", addr);
+    assert_eq!(
+        again, cookie,
+        "the answer goes to alice's endpoint, which has the cookie"
+    );
+    server.expect_stderr_line(&format!(
+        "answered REGISTER alice 10.6.6.6:6666 from {} again: no cookie, so nothing changed",
+        alice.addr()
+    ));
     // alice did not ask for bob, and her private endpoint is unchanged.
     let bob_cookie = register(&bob, "bob", "192.168.1.3:55501", addr);
     connect(&bob, "bob", "alice", bob_cookie, addr);
@@ -229,6 +226,24 @@ fn requests_without_their_cookie_are_ignored_even_from_the_right_address() {
     connect(&alice, "alice", "bob", cookie, addr);
     let (_, _, private, _) = receive_peer(&bob);
     assert_eq!(private.to_string(), "192.168.1.2:55501");
+}
+
+/// UDP may lose REGISTERED: the peer, which has no cookie yet, sends the
+/// same REGISTER again, and gets the same answer.
+#[test]
+fn a_register_repeated_without_its_cookie_gets_the_same_cookie() {
+    let (server, addr) = start_rendezvous(&[]);
+    let alice = Speaker::new();
+    let cookie = register(&alice, "alice", "192.168.1.2:55501", addr);
+    let again = register(&alice, "alice", "192.168.1.2:55501", addr);
+    assert_eq!(
+        again, cookie,
+        "REGISTER alice again without a cookie (as if REGISTERED was lost): expected REGISTERED with the same cookie"
+    );
+    server.expect_stderr_line(&format!(
+        "answered REGISTER alice 192.168.1.2:55501 from {} again: no cookie, so nothing changed",
+        alice.addr()
+    ));
 }
 
 /// A refresh with the cookie keeps the cookie and may change the private

@@ -23,12 +23,11 @@ use nix::unistd;
 use lesson6_udp_hole_punching::protocol::{self, Cookie, Message, Token};
 use lesson6_udp_hole_punching::{family, show_ms, to_socket_addr};
 
-/// How often requests to the rendezvous are repeated until it answers
-/// (UDP may lose them), and how often they are refreshed while waiting.
+/// How often requests to the rendezvous are repeated: until it answers
+/// (UDP may lose a request or its answer), and while we wait for the peer.
 const RETRY: Duration = Duration::from_secs(1);
-const REFRESH: Duration = Duration::from_secs(5);
-/// How long the rendezvous may stay silent before we give up on it: longer
-/// than a refresh period plus a lost answer or two.
+/// How long the rendezvous may stay silent before we give up on it: eight
+/// requests, or their answers, lost in a row.
 const RENDEZVOUS_SILENCE: Duration = Duration::from_secs(8);
 /// How often probes go out while punching.
 const PROBE_INTERVAL: Duration = Duration::from_millis(200);
@@ -321,9 +320,10 @@ enum Stage {
     Register,
     /// CONNECT, again every RETRY, until WAITING or PEER.
     Connect(Cookie),
-    /// The peer has not come: REGISTER again every REFRESH, each REGISTERED
+    /// The peer has not come: REGISTER again every RETRY, each REGISTERED
     /// followed by a CONNECT. That keeps our registration and our NAT's
-    /// mapping alive, and registers us with a rendezvous that restarted.
+    /// mapping alive, registers us with a rendezvous that restarted, and
+    /// fetches the introduction again if the one sent to us was lost.
     Waiting(Cookie),
 }
 
@@ -383,7 +383,7 @@ impl Meeting<'_> {
         let (request, every) = match self.stage {
             Stage::Register => (register(None), RETRY),
             Stage::Connect(cookie) => (self.connect(cookie), RETRY),
-            Stage::Waiting(cookie) => (register(Some(cookie)), REFRESH),
+            Stage::Waiting(cookie) => (register(Some(cookie)), RETRY),
         };
         sock.send(&request, self.args.rendezvous);
         self.next_send = Instant::now() + every;
@@ -442,7 +442,7 @@ impl Meeting<'_> {
                 if let Stage::Connect(cookie) = self.stage {
                     println!("waiting for {peer} to come to the rendezvous...");
                     self.stage = Stage::Waiting(cookie);
-                    self.next_send = Instant::now() + REFRESH;
+                    self.next_send = Instant::now() + RETRY;
                 }
             }
             Ok(Message::Waiting { .. }) => {}
