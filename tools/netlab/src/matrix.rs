@@ -269,6 +269,22 @@ fn way_of(stdout: &[u8]) -> Option<Option<Way>> {
     })
 }
 
+/// A peer's last word, for the report: its last line on stderr, else on
+/// stdout.
+fn last_line(peer: &Running) -> String {
+    let last = |text: String| {
+        text.lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .map(str::to_owned)
+    };
+    match (last(peer.stderr()), last(peer.stdout())) {
+        (Some(line), _) => format!("last on stderr: {line}"),
+        (None, Some(line)) => format!("last on stdout: {line}"),
+        (None, None) => "it printed nothing".to_owned(),
+    }
+}
+
 /// Waits for both peers' ways, then types into `first` until `second`
 /// prints the line.
 fn chat(first: &mut Running, second: &Running, start: Instant) -> Outcome {
@@ -283,7 +299,7 @@ fn chat(first: &mut Running, second: &Running, start: Instant) -> Outcome {
         let left = deadline.saturating_duration_since(Instant::now());
         let waited = peer.wait_until(left, |out| way_of(out.stdout).is_some());
         if let Err(log) = waited {
-            return fail(format!("no path line:\n{log}"));
+            return fail(format!("no path line; {}\n{log}", last_line(peer)));
         }
         ways[index] = way_of(peer.stdout().as_bytes()).flatten();
     }
@@ -293,9 +309,16 @@ fn chat(first: &mut Running, second: &Running, start: Instant) -> Outcome {
         [Some(a), Some(b)] if a == b => Some(a),
         _ => None,
     };
-    let mixed = way
-        .is_none()
-        .then(|| format!("the peers disagree: {ways:?}"));
+    let mixed = way.is_none().then(|| {
+        let names = ways.map(|way| way.map_or("none", Way::name));
+        format!(
+            "the peers disagree: {} and {}\n{}\n{}",
+            names[0],
+            names[1],
+            first.describe(),
+            second.describe()
+        )
+    });
     let left = deadline.saturating_duration_since(Instant::now());
     if first
         .wait_until(left, |out| {
@@ -612,12 +635,18 @@ pub fn report(
         birthday.len()
     )?;
     for (n, measured, formula) in birthday_points(birthday) {
+        // Rounded to a tenth first: a difference of -0.04 is "0.0", not "-0.0".
+        let difference = (1000.0 * (measured - formula)).round() / 10.0;
+        let difference = if difference == 0.0 {
+            "0.0".to_owned()
+        } else {
+            format!("{difference:+.1}")
+        };
         writeln!(
             md,
-            "| {n} | {:.1}% | {:.1}% | {:+.1} |",
+            "| {n} | {:.1}% | {:.1}% | {difference} |",
             100.0 * measured,
             100.0 * formula,
-            100.0 * (measured - formula)
         )?;
     }
     Ok(md)
@@ -717,5 +746,12 @@ pub fn machine() -> String {
         .output()
         .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
         .unwrap_or_default();
-    format!("{model}, {cores} cores, Linux {}, on {date}", kernel.trim())
+    // The load average says how busy the machine was as the run began: the
+    // times in the table are only as good as that.
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load = load.split_whitespace().next().unwrap_or("unknown");
+    format!(
+        "{model}, {cores} cores, Linux {}, on {date} (load average {load} at the start)",
+        kernel.trim()
+    )
 }

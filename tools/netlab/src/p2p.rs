@@ -31,7 +31,8 @@
 //! port → private endpoint: inbound filtering and hairpinning) and `seen`
 //! (public port . remote address: address-dependent filtering). A chain
 //! after the NAT hook records each datagram that leaves, once its source
-//! is translated.
+//! is translated: a flow's first datagram in `out_new` and `in_new` for 2 s
+//! (conntrack may yet drop it), a confirmed flow's in `out` and `in`.
 
 use std::fmt;
 use std::net::Ipv4Addr;
@@ -397,36 +398,38 @@ pub fn ruleset(b: &Behaviour, wan: Ipv4Addr) -> String {
     let mut pre = Vec::new();
     match b.filtering {
         Filtering::EndpointIndependent => {
-            pre.push("iifname \"wan\" meta l4proto udp dnat ip to udp dport map @in".to_owned());
+            pre.extend(both_maps(
+                "iifname \"wan\" meta l4proto udp dnat ip to udp dport map @in",
+            ));
         }
         Filtering::AddressDependent => {
-            pre.push(
-                "iifname \"wan\" udp dport . ip saddr @seen dnat ip to udp dport map @in".into(),
-            );
+            pre.extend(both_maps(
+                "iifname \"wan\" udp dport . ip saddr @seen dnat ip to udp dport map @in",
+            ));
         }
         Filtering::AddressAndPortDependent => {}
     }
     if b.hairpin {
-        pre.push(format!(
+        pre.extend(both_maps(&format!(
             "iifname \"lan\" ip daddr {wan} meta l4proto udp meta mark set 0x7 dnat ip to udp dport map @in"
-        ));
+        )));
     }
     let mut post = Vec::new();
     if b.hairpin {
         // Hairpinned (marked in prerouting: postrouting knows no input
         // interface): the neighbour must see the sender's public endpoint.
         if eim {
-            post.push(format!(
+            post.extend(both_maps(&format!(
                 "meta mark 0x7 meta l4proto udp snat ip to {wan} : ip saddr . udp sport map @out"
-            ));
+            )));
         }
         post.push(format!("meta mark 0x7 snat ip to {wan}"));
     }
     if eim {
         // A private endpoint that has a public port keeps it.
-        post.push(format!(
+        post.extend(both_maps(&format!(
             "oifname \"wan\" meta l4proto udp snat ip to {wan} : ip saddr . udp sport map @out"
-        ));
+        )));
     }
     let flags = match (b.mapping, b.preserve_ports) {
         (Mapping::Symmetric, _) => " random,fully-random",
@@ -438,17 +441,28 @@ pub fn ruleset(b: &Behaviour, wan: Ipv4Addr) -> String {
         b.range()
     ));
     post.push(format!("oifname \"wan\" snat ip to {wan}"));
+    // A flow's first datagram is not yet confirmed by conntrack: two hosts'
+    // first datagrams at the same instant can both get one port, and the
+    // second is then dropped (insert_failed). So a first datagram's mapping
+    // goes to short-lived maps (added, never overwritten), and only a
+    // confirmed flow's to the lasting ones.
     let mut record = Vec::new();
     if eim {
         record.push(
-            "oifname \"wan\" meta l4proto udp ct direction original update @out { ct original ip saddr . ct original proto-src : udp sport }",
+            "oifname \"wan\" meta l4proto udp ct direction original add @out_new { ct original ip saddr . ct original proto-src : udp sport }",
+        );
+        record.push(
+            "oifname \"wan\" meta l4proto udp ct direction original ct status confirmed update @out { ct original ip saddr . ct original proto-src : udp sport }",
         );
         record.push(
             "oifname \"wan\" meta l4proto udp ct direction reply update @out { ct reply ip saddr . ct reply proto-src : udp sport }",
         );
     }
     record.push(
-        "oifname \"wan\" meta l4proto udp ct direction original update @in { udp sport : ct original ip saddr . ct original proto-src }",
+        "oifname \"wan\" meta l4proto udp ct direction original add @in_new { udp sport : ct original ip saddr . ct original proto-src }",
+    );
+    record.push(
+        "oifname \"wan\" meta l4proto udp ct direction original ct status confirmed update @in { udp sport : ct original ip saddr . ct original proto-src }",
     );
     record.push(
         "oifname \"wan\" meta l4proto udp ct direction reply update @in { udp sport : ct reply ip saddr . ct reply proto-src }",
@@ -475,6 +489,16 @@ pub fn ruleset(b: &Behaviour, wan: Ipv4Addr) -> String {
 \t\tflags dynamic,timeout
 \t\ttimeout 5m
 \t}}
+\tmap out_new {{
+\t\ttype ipv4_addr . inet_service : inet_service
+\t\tflags dynamic,timeout
+\t\ttimeout 2s
+\t}}
+\tmap in_new {{
+\t\ttype inet_service : ipv4_addr . inet_service
+\t\tflags dynamic,timeout
+\t\ttimeout 2s
+\t}}
 \tset seen {{
 \t\ttype inet_service . ipv4_addr
 \t\tflags dynamic,timeout
@@ -495,6 +519,15 @@ pub fn ruleset(b: &Behaviour, wan: Ipv4Addr) -> String {
         lines(&post),
         lines(&record),
     )
+}
+
+/// `rule`, which looks a mapping up in `@in` or `@out`, then the same rule
+/// on the short-lived map of first datagrams (see the record chain).
+fn both_maps(rule: &str) -> [String; 2] {
+    let new = rule
+        .replace("map @in", "map @in_new")
+        .replace("map @out", "map @out_new");
+    [rule.to_owned(), new]
 }
 
 /// The firewall of every NAT kind but `none` and `no-firewall`: what

@@ -65,7 +65,6 @@ fn matrix_cell_eim_adf_against_apdm() {
 }
 
 #[test]
-#[ignore = "flaky (issue 16): the two peers sometimes name different ways; run with --ignored"]
 fn matrix_cell_eim_apdf_against_apdm_birthday() {
     one_trial(6, "matrix_cell_eim_apdf_against_apdm_birthday");
 }
@@ -81,13 +80,11 @@ fn matrix_cell_no_firewall() {
 }
 
 #[test]
-#[ignore = "flaky under CI load (issue 16): a peer behind the shared NAT sometimes gets no REGISTERED; run with --ignored"]
 fn matrix_cell_one_nat_hairpin() {
     one_trial(9, "matrix_cell_one_nat_hairpin");
 }
 
 #[test]
-#[ignore = "flaky under CI load (issue 16): a peer behind the shared NAT sometimes gets no REGISTERED; run with --ignored"]
 fn matrix_cell_one_nat_no_hairpin() {
     one_trial(10, "matrix_cell_one_nat_no_hairpin");
 }
