@@ -196,6 +196,13 @@ pub enum Message {
         to: String,
         token: Token,
     },
+    /// A probe to a guessed port: the birthday punch's easy side. Answered
+    /// as a probe is; it tells the receiver which way found the path.
+    Guess {
+        from: String,
+        to: String,
+        token: Token,
+    },
     /// The answer to a probe, sent back to where the probe came from.
     PunchAck {
         from: String,
@@ -259,6 +266,7 @@ impl Message {
             } => format!("PEER {peer} {public} {private} {token} {}", role.name()),
             Message::Error { reason } => format!("ERROR {reason}"),
             Message::Punch { from, to, token } => format!("PUNCH {from} {to} {token}"),
+            Message::Guess { from, to, token } => format!("GUESS {from} {to} {token}"),
             Message::PunchAck { from, to, token } => format!("PUNCH-ACK {from} {to} {token}"),
             Message::Keepalive { from, to, token } => format!("KEEPALIVE {from} {to} {token}"),
             Message::Bye { from, to, token } => format!("BYE {from} {to} {token}"),
@@ -285,6 +293,7 @@ impl Message {
             Message::Peer { .. } => "PEER",
             Message::Error { .. } => "ERROR",
             Message::Punch { .. } => "PUNCH",
+            Message::Guess { .. } => "GUESS",
             Message::PunchAck { .. } => "PUNCH-ACK",
             Message::Keepalive { .. } => "KEEPALIVE",
             Message::Bye { .. } => "BYE",
@@ -317,7 +326,7 @@ pub fn parse(datagram: &[u8]) -> Result<Message, String> {
     match kind {
         "REGISTER" | "CONNECT" | "REGISTERED" | "WAITING" | "PEER" | "ERROR" | "MAPPING"
         | "MAPPED" | "ALLOCATE" | "ALLOCATED" => parse_rendezvous(kind, &fields),
-        "PUNCH" | "PUNCH-ACK" | "KEEPALIVE" | "BYE" => {
+        "PUNCH" | "GUESS" | "PUNCH-ACK" | "KEEPALIVE" | "BYE" => {
             want(kind, &fields, 3)?;
             let (from, to, token) = (
                 parse_name(fields[0])?,
@@ -326,6 +335,7 @@ pub fn parse(datagram: &[u8]) -> Result<Message, String> {
             );
             Ok(match kind {
                 "PUNCH" => Message::Punch { from, to, token },
+                "GUESS" => Message::Guess { from, to, token },
                 "PUNCH-ACK" => Message::PunchAck { from, to, token },
                 "KEEPALIVE" => Message::Keepalive { from, to, token },
                 _ => Message::Bye { from, to, token },
@@ -571,6 +581,11 @@ mod tests {
         let (from, to, token) = (a.clone(), b.clone(), TOKEN);
         let messages = [
             Message::Punch { from, to, token },
+            Message::Guess {
+                from: a.clone(),
+                to: b.clone(),
+                token,
+            },
             Message::PunchAck {
                 from: b.clone(),
                 to: a.clone(),

@@ -23,12 +23,11 @@ use nix::unistd;
 use lesson7_nat_traversal::protocol::{self, Cookie, Message, Role, Token};
 use lesson7_nat_traversal::{family, show_ms, to_socket_addr};
 
-/// How often requests to the rendezvous are repeated until it answers
-/// (UDP may lose them), and how often they are refreshed while waiting.
+/// How often requests to the rendezvous are repeated: until it answers
+/// (UDP may lose a request or its answer), and while we wait for the peer.
 const RETRY: Duration = Duration::from_secs(1);
-const REFRESH: Duration = Duration::from_secs(5);
-/// How long the rendezvous may stay silent before we give up on it: longer
-/// than a refresh period plus a lost answer or two.
+/// How long the rendezvous may stay silent before we give up on it: eight
+/// requests, or their answers, lost in a row.
 const RENDEZVOUS_SILENCE: Duration = Duration::from_secs(8);
 /// How often probes go out while punching.
 const PROBE_INTERVAL: Duration = Duration::from_millis(200);
@@ -464,9 +463,10 @@ enum Stage {
     Register,
     /// CONNECT, again every RETRY, until WAITING or PEER.
     Connect(Cookie),
-    /// The peer has not come: REGISTER again every REFRESH, each REGISTERED
+    /// The peer has not come: REGISTER again every RETRY, each REGISTERED
     /// followed by a CONNECT. That keeps our registration and our NAT's
-    /// mapping alive, and registers us with a rendezvous that restarted.
+    /// mapping alive, registers us with a rendezvous that restarted, and
+    /// fetches the introduction again if the one sent to us was lost.
     Waiting(Cookie),
 }
 
@@ -536,7 +536,7 @@ impl Meeting<'_> {
         let (request, every) = match self.stage {
             Stage::Register => (register(None), RETRY),
             Stage::Connect(cookie) => (self.connect(sock, cookie), RETRY),
-            Stage::Waiting(cookie) => (register(Some(cookie)), REFRESH),
+            Stage::Waiting(cookie) => (register(Some(cookie)), RETRY),
         };
         sock.send(&request, self.args.rendezvous);
         self.next_send = Instant::now() + every;
@@ -622,7 +622,7 @@ impl Meeting<'_> {
                 if let Stage::Connect(cookie) = self.stage {
                     println!("waiting for {peer} to come to the rendezvous...");
                     self.stage = Stage::Waiting(cookie);
-                    self.next_send = Instant::now() + REFRESH;
+                    self.next_send = Instant::now() + RETRY;
                 }
             }
             Ok(Message::Waiting { .. }) => {}
@@ -732,9 +732,9 @@ fn answer_probe(
     own_probe_seen: &mut bool,
 ) -> Option<Outcome> {
     match punch_reply(args, peer, &sock.buffer[..len], from, own_probe_seen)? {
-        Reply::Ack => {
+        Reply::Ack(way) => {
             sock.send(&ack_of(args, peer), from);
-            Some(Outcome::Found(Way::Direct, from, None, false))
+            Some(Outcome::Found(way, from, None, false))
         }
         Reply::Found => Some(Outcome::Found(Way::Direct, from, None, true)),
     }
@@ -813,8 +813,9 @@ fn set_ttl(fd: &OwnedFd, ttl: u32) -> Result<()> {
 /// What a datagram received while punching asks of us.
 enum Reply {
     /// The peer's probe: answer it where it came from (our answer proves
-    /// the path to the peer), and the path is found.
-    Ack,
+    /// the path to the peer), and the path is found, by this way (a GUESS
+    /// was the birthday punch's).
+    Ack(Way),
     /// The peer's answer to our probe: the path is found, both know it.
     Found,
 }
@@ -834,7 +835,14 @@ fn punch_reply(
             to,
             token,
         }) if who == peer.name && to == args.name && token == peer.token => {
-            return Some(Reply::Ack);
+            return Some(Reply::Ack(Way::Direct));
+        }
+        Ok(Message::Guess {
+            from: who,
+            to,
+            token,
+        }) if who == peer.name && to == args.name && token == peer.token => {
+            return Some(Reply::Ack(Way::Birthday));
         }
         Ok(Message::PunchAck {
             from: who,
@@ -845,9 +853,14 @@ fn punch_reply(
         }
         // Our own probe, back to us: the peer's private endpoint is
         // another of our own addresses (the same range at both ends).
-        Ok(Message::Punch {
-            from: who, token, ..
-        }) if who == args.name && token == peer.token => {
+        Ok(
+            Message::Punch {
+                from: who, token, ..
+            }
+            | Message::Guess {
+                from: who, token, ..
+            },
+        ) if who == args.name && token == peer.token => {
             if !*own_probe_seen {
                 *own_probe_seen = true;
                 println!(
@@ -1013,7 +1026,7 @@ fn spray(sock: &mut Socket, args: &Args, peer: &PeerInfo) -> Result<Outcome> {
             let knows = match punch_reply(args, peer, datagram, from, &mut own_probe_seen) {
                 None => continue,
                 Some(Reply::Found) => true,
-                Some(Reply::Ack) => false,
+                Some(Reply::Ack(_)) => false,
             };
             let fd = sockets.swap_remove(at);
             set_ttl(&fd, get_ttl(&sock.fd)?)?;
@@ -1043,7 +1056,12 @@ fn scan(sock: &mut Socket, args: &Args, peer: &PeerInfo) -> Result<Outcome> {
     println!("birthday punch, easy side: {probes} probes to random ports {low}-{high} of {ip}");
     let mut random = protocol::random_u64().context("cannot read /dev/urandom")? | 1;
     let give_up = Instant::now() + Duration::from_millis(args.birthday_ms);
-    let probe = probe_of(args, peer);
+    // GUESS, not PUNCH: the peer that gets one knows a guess found it.
+    let probe = Message::Guess {
+        from: args.name.clone(),
+        to: peer.name.clone(),
+        token: peer.token,
+    };
     let mut sent: Vec<u16> = Vec::with_capacity(probes);
     let mut next_batch = Instant::now();
     let mut own_probe_seen = false;
@@ -1156,8 +1174,20 @@ fn chat(sock: &mut Socket, args: &Args, mut session: Session) -> Result<()> {
     let keepalive = (args.keepalive_ms > 0).then(|| Duration::from_millis(args.keepalive_ms));
     let mut last_sent = Instant::now();
     let mut typed = LineReader::default();
+    // Our answer to the peer's probe may be lost, and the peer may have
+    // moved on to its next way: answer again until it shows it knows the
+    // path, for as long as its next ways may take.
+    let answer_until = Instant::now() + Duration::from_millis(args.birthday_ms) + RELAY_WAIT;
+    let mut next_answer = Instant::now() + PROBE_INTERVAL;
     loop {
-        let ready = sock.wait(true, keepalive.map(|every| last_sent + every))?;
+        let answering = !session.peer_knows && Instant::now() < answer_until;
+        let until = keepalive.map(|every| last_sent + every);
+        let until = if answering {
+            Some(until.map_or(next_answer, |until| until.min(next_answer)))
+        } else {
+            until
+        };
+        let ready = sock.wait(true, until)?;
         if ready.stop {
             sock.caught();
             session.say_bye(sock, args);
@@ -1189,6 +1219,10 @@ fn chat(sock: &mut Socket, args: &Args, mut session: Session) -> Result<()> {
                 session.say_bye(sock, args);
                 return Ok(());
             }
+        }
+        if answering && Instant::now() >= next_answer {
+            sock.send(&ack_of(args, &session.peer), session.path);
+            next_answer = Instant::now() + PROBE_INTERVAL;
         }
         // ANCHOR: keepalive
         // A NAT forgets a mapping that carried nothing for a while (Linux
@@ -1238,21 +1272,34 @@ impl Session {
                 println!("\n[from {}] {}", peer.name, String::from_utf8_lossy(&text));
                 prompt();
             }
-            Ok(
-                Message::Keepalive {
-                    from: who, token, ..
-                }
-                | Message::PunchAck {
-                    from: who, token, ..
-                },
-            ) if from_peer && who == peer.name && token == peer.token => {
+            Ok(Message::Keepalive {
+                from: who, token, ..
+            }) if from_peer && who == peer.name && token == peer.token => {
                 self.peer_knows = true;
+            }
+            // The peer answers our probe until we show we know the path: a
+            // keepalive does (one for each answer: never more than we get).
+            Ok(Message::PunchAck {
+                from: who, token, ..
+            }) if from_peer && who == peer.name && token == peer.token => {
+                self.peer_knows = true;
+                let keepalive = Message::Keepalive {
+                    from: args.name.clone(),
+                    to: peer.name.clone(),
+                    token: peer.token,
+                };
+                sock.send(&keepalive, from);
             }
             // A probe from a peer that may not have heard our answer yet (a
             // peer that answered us, or talks to us, needs no answer).
-            Ok(Message::Punch {
-                from: who, token, ..
-            }) if (who == peer.name || who == args.name) && token == peer.token => {
+            Ok(
+                Message::Punch {
+                    from: who, token, ..
+                }
+                | Message::Guess {
+                    from: who, token, ..
+                },
+            ) if (who == peer.name || who == args.name) && token == peer.token => {
                 if who == peer.name && !self.peer_knows {
                     let ack = Message::PunchAck {
                         from: args.name.clone(),

@@ -352,6 +352,15 @@ impl Rendezvous {
                 self.send(&Message::Error { reason }, from);
                 return;
             }
+            // Our REGISTERED may have been lost, and the peer asks again
+            // without a cookie. Its endpoint has the cookie already: send the
+            // same answer there, and change nothing (a forger may be asking).
+            Some(known) if cookie.is_none() => {
+                log_error(format_args!(
+                    "answered REGISTER {name} {private} from {from} again: no cookie, so nothing changed"
+                ));
+                known.cookie
+            }
             Some(_) => {
                 if !self.check(&name, cookie, from, &format!("REGISTER {name} {private}")) {
                     return;
