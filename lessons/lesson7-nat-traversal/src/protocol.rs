@@ -196,9 +196,9 @@ pub enum Message {
         to: String,
         token: Token,
     },
-    /// A probe to a guessed port: the birthday punch's easy side. Answered
-    /// as a probe is; it tells the receiver which way found the path.
-    Guess {
+    /// A probe of the birthday punch, from either side. Answered as a
+    /// probe is; it tells the receiver which way found the path.
+    Birthday {
         from: String,
         to: String,
         token: Token,
@@ -266,7 +266,7 @@ impl Message {
             } => format!("PEER {peer} {public} {private} {token} {}", role.name()),
             Message::Error { reason } => format!("ERROR {reason}"),
             Message::Punch { from, to, token } => format!("PUNCH {from} {to} {token}"),
-            Message::Guess { from, to, token } => format!("GUESS {from} {to} {token}"),
+            Message::Birthday { from, to, token } => format!("BIRTHDAY {from} {to} {token}"),
             Message::PunchAck { from, to, token } => format!("PUNCH-ACK {from} {to} {token}"),
             Message::Keepalive { from, to, token } => format!("KEEPALIVE {from} {to} {token}"),
             Message::Bye { from, to, token } => format!("BYE {from} {to} {token}"),
@@ -293,7 +293,7 @@ impl Message {
             Message::Peer { .. } => "PEER",
             Message::Error { .. } => "ERROR",
             Message::Punch { .. } => "PUNCH",
-            Message::Guess { .. } => "GUESS",
+            Message::Birthday { .. } => "BIRTHDAY",
             Message::PunchAck { .. } => "PUNCH-ACK",
             Message::Keepalive { .. } => "KEEPALIVE",
             Message::Bye { .. } => "BYE",
@@ -326,7 +326,7 @@ pub fn parse(datagram: &[u8]) -> Result<Message, String> {
     match kind {
         "REGISTER" | "CONNECT" | "REGISTERED" | "WAITING" | "PEER" | "ERROR" | "MAPPING"
         | "MAPPED" | "ALLOCATE" | "ALLOCATED" => parse_rendezvous(kind, &fields),
-        "PUNCH" | "GUESS" | "PUNCH-ACK" | "KEEPALIVE" | "BYE" => {
+        "PUNCH" | "BIRTHDAY" | "PUNCH-ACK" | "KEEPALIVE" | "BYE" => {
             want(kind, &fields, 3)?;
             let (from, to, token) = (
                 parse_name(fields[0])?,
@@ -335,7 +335,7 @@ pub fn parse(datagram: &[u8]) -> Result<Message, String> {
             );
             Ok(match kind {
                 "PUNCH" => Message::Punch { from, to, token },
-                "GUESS" => Message::Guess { from, to, token },
+                "BIRTHDAY" => Message::Birthday { from, to, token },
                 "PUNCH-ACK" => Message::PunchAck { from, to, token },
                 "KEEPALIVE" => Message::Keepalive { from, to, token },
                 _ => Message::Bye { from, to, token },
@@ -581,7 +581,7 @@ mod tests {
         let (from, to, token) = (a.clone(), b.clone(), TOKEN);
         let messages = [
             Message::Punch { from, to, token },
-            Message::Guess {
+            Message::Birthday {
                 from: a.clone(),
                 to: b.clone(),
                 token,

@@ -89,15 +89,15 @@ fn an_answer_is_repeated_until_the_peer_shows_it_knows_the_path() {
     alice.kill();
 }
 
-/// The birthday punch's easy side probes guessed ports with GUESS: the
-/// peer whose port it guessed names the way it was found, even while its
-/// own direct punch is still running.
+/// The birthday punch's probes are BIRTHDAY, not PUNCH: the peer that gets
+/// one names the way that found it, even while its own direct punch is
+/// still running.
 #[test]
-fn a_guessed_port_is_named_a_birthday_meeting() {
+fn a_birthday_probe_is_named_a_birthday_meeting() {
     let (_server, mut alice, alice_addr, bob, token) = alice_and_a_played_bob();
     let (from, to) = ("bob".to_owned(), "alice".to_owned());
     bob.speaker
-        .send(&Message::Guess { from, to, token }, alice_addr);
+        .send(&Message::Birthday { from, to, token }, alice_addr);
     alice.expect_stdout_line(&format!("path: birthday {}", bob.speaker.addr()));
     let (heard, _) = bob.speaker.receive_skipping_probes();
     assert!(matches!(heard, Message::PunchAck { .. }), "{heard:?}");

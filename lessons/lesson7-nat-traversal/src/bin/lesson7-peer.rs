@@ -748,6 +748,16 @@ fn probe_of(args: &Args, peer: &PeerInfo) -> Message {
     }
 }
 
+/// The birthday punch's probe, from either side: BIRTHDAY, not PUNCH, so
+/// the peer that gets one knows which way found the path.
+fn birthday_probe(args: &Args, peer: &PeerInfo) -> Message {
+    Message::Birthday {
+        from: args.name.clone(),
+        to: peer.name.clone(),
+        token: peer.token,
+    }
+}
+
 fn ack_of(args: &Args, peer: &PeerInfo) -> Message {
     Message::PunchAck {
         from: args.name.clone(),
@@ -813,8 +823,8 @@ fn set_ttl(fd: &OwnedFd, ttl: u32) -> Result<()> {
 /// What a datagram received while punching asks of us.
 enum Reply {
     /// The peer's probe: answer it where it came from (our answer proves
-    /// the path to the peer), and the path is found, by this way (a GUESS
-    /// was the birthday punch's).
+    /// the path to the peer), and the path is found, by this way (a
+    /// BIRTHDAY probe was the birthday punch's).
     Ack(Way),
     /// The peer's answer to our probe: the path is found, both know it.
     Found,
@@ -837,7 +847,7 @@ fn punch_reply(
         }) if who == peer.name && to == args.name && token == peer.token => {
             return Some(Reply::Ack(Way::Direct));
         }
-        Ok(Message::Guess {
+        Ok(Message::Birthday {
             from: who,
             to,
             token,
@@ -857,7 +867,7 @@ fn punch_reply(
             Message::Punch {
                 from: who, token, ..
             }
-            | Message::Guess {
+            | Message::Birthday {
                 from: who, token, ..
             },
         ) if who == args.name && token == peer.token => {
@@ -995,7 +1005,7 @@ fn spray(sock: &mut Socket, args: &Args, peer: &PeerInfo) -> Result<Outcome> {
         peer.public
     );
     let give_up = Instant::now() + Duration::from_millis(args.birthday_ms);
-    let probe = probe_of(args, peer);
+    let probe = birthday_probe(args, peer);
     let mut next_spray = Instant::now();
     let mut own_probe_seen = false;
     loop {
@@ -1056,12 +1066,7 @@ fn scan(sock: &mut Socket, args: &Args, peer: &PeerInfo) -> Result<Outcome> {
     println!("birthday punch, easy side: {probes} probes to random ports {low}-{high} of {ip}");
     let mut random = protocol::random_u64().context("cannot read /dev/urandom")? | 1;
     let give_up = Instant::now() + Duration::from_millis(args.birthday_ms);
-    // GUESS, not PUNCH: the peer that gets one knows a guess found it.
-    let probe = Message::Guess {
-        from: args.name.clone(),
-        to: peer.name.clone(),
-        token: peer.token,
-    };
+    let probe = birthday_probe(args, peer);
     let mut sent: Vec<u16> = Vec::with_capacity(probes);
     let mut next_batch = Instant::now();
     let mut own_probe_seen = false;
@@ -1094,23 +1099,29 @@ fn scan(sock: &mut Socket, args: &Args, peer: &PeerInfo) -> Result<Outcome> {
             Arrival::Nothing => continue,
             Arrival::Stop => return Ok(Outcome::Stop),
         };
-        let Some(Outcome::Found(_, path, fd, knows)) =
+        let Some(Outcome::Found(way, path, fd, knows)) =
             answer_probe(sock, args, peer, len, from, &mut own_probe_seen)
         else {
             continue;
         };
-        if path == peer.public || path == peer.private {
-            return Ok(Outcome::Found(Way::Direct, path, fd, knows));
-        }
-        if let Some(at) = sent.iter().position(|&port| port == path.port()) {
+        let guessed = (path.ip() == ip)
+            .then(|| sent.iter().position(|&port| port == path.port()))
+            .flatten();
+        if let Some(at) = guessed {
+            let (port, count) = (path.port(), sent.len());
             println!(
-                "birthday punch: port {} answered probe {} of {}",
-                path.port(),
-                at + 1,
-                sent.len()
+                "birthday punch: port {port} answered probe {} of {count}",
+                at + 1
             );
         }
-        return Ok(Outcome::Found(Way::Birthday, path, fd, knows));
+        // An answer to one of our guesses is the birthday punch's, any
+        // other answer is to a direct probe; a probe says which it is.
+        let way = match (knows, guessed) {
+            (true, Some(_)) => Way::Birthday,
+            (true, None) => Way::Direct,
+            (false, _) => way,
+        };
+        return Ok(Outcome::Found(way, path, fd, knows));
     }
 }
 // ANCHOR_END: birthday
@@ -1296,7 +1307,7 @@ impl Session {
                 Message::Punch {
                     from: who, token, ..
                 }
-                | Message::Guess {
+                | Message::Birthday {
                     from: who, token, ..
                 },
             ) if (who == peer.name || who == args.name) && token == peer.token => {
