@@ -503,6 +503,7 @@ pub fn run(plan: &Plan, bins: &Binaries) -> Result<PathBuf> {
     .into_iter()
     .flatten()
     .collect();
+    let machine = format!("{machine}, {} at the end", load_average());
     let md = report(plan, &machine, &results, &birthday, began.elapsed())?;
     // Every failed trial's whole story, for whoever reads the table.
     let log_dir =
@@ -746,12 +747,17 @@ pub fn machine() -> String {
         .output()
         .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
         .unwrap_or_default();
-    // The load average says how busy the machine was as the run began: the
-    // times in the table are only as good as that.
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let load = load.split_whitespace().next().unwrap_or("unknown");
+    // The load average says how busy the machine was: the times in the
+    // table are only as good as that.
     format!(
-        "{model}, {cores} cores, Linux {}, on {date} (load average {load} at the start)",
-        kernel.trim()
+        "{model}, {cores} cores, Linux {}, on {date}; load average {} at the start",
+        kernel.trim(),
+        load_average()
     )
+}
+
+/// The one-minute load average, from /proc/loadavg.
+fn load_average() -> String {
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    load.split_whitespace().next().unwrap_or("unknown").to_owned()
 }

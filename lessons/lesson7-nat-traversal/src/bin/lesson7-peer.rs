@@ -1033,10 +1033,13 @@ fn spray(sock: &mut Socket, args: &Args, peer: &PeerInfo) -> Result<Outcome> {
                 continue;
             };
             let datagram = &sock.buffer[..len];
-            let knows = match punch_reply(args, peer, datagram, from, &mut own_probe_seen) {
+            // A way is named by the probe that met: ours (BIRTHDAY), or the
+            // peer's, which may be its direct PUNCH aimed, by chance, at the
+            // port our NAT gave this socket.
+            let (way, knows) = match punch_reply(args, peer, datagram, from, &mut own_probe_seen) {
                 None => continue,
-                Some(Reply::Found) => true,
-                Some(Reply::Ack(_)) => false,
+                Some(Reply::Found) => (Way::Birthday, true),
+                Some(Reply::Ack(way)) => (way, false),
             };
             let fd = sockets.swap_remove(at);
             set_ttl(&fd, get_ttl(&sock.fd)?)?;
@@ -1045,7 +1048,7 @@ fn spray(sock: &mut Socket, args: &Args, peer: &PeerInfo) -> Result<Outcome> {
             for _ in 0..3 {
                 send_on(&fd, &ack_of(args, peer), from);
             }
-            return Ok(Outcome::Found(Way::Birthday, from, Some(fd), knows));
+            return Ok(Outcome::Found(way, from, Some(fd), knows));
         }
         if ready.socket
             && let Some((len, from)) = sock.receive()?
