@@ -192,6 +192,8 @@ pub struct Outcome {
     pub first_message: Option<Duration>,
     /// Why the trial did not connect.
     pub failure: Option<String>,
+    /// Both peers' transcripts, once they connected.
+    pub story: Option<String>,
 }
 
 /// The binaries a trial runs.
@@ -293,6 +295,7 @@ fn chat(first: &mut Running, second: &Running, start: Instant) -> Outcome {
         way: None,
         first_message: None,
         failure: Some(why),
+        story: None,
     };
     let mut ways = [None, None];
     for (index, peer) in [&*first, second].into_iter().enumerate() {
@@ -339,6 +342,7 @@ fn chat(first: &mut Running, second: &Running, start: Instant) -> Outcome {
                 way,
                 first_message: Some(start.elapsed()),
                 failure: mixed,
+                story: Some(format!("{}\n{}", first.describe(), second.describe())),
             };
         }
         if Instant::now() >= deadline {
@@ -349,6 +353,7 @@ fn chat(first: &mut Running, second: &Running, start: Instant) -> Outcome {
                     "the chat message never arrived:\n{}",
                     second.describe()
                 )),
+                story: None,
             };
         }
     }
@@ -446,7 +451,7 @@ pub fn run(plan: &Plan, bins: &Binaries) -> Result<PathBuf> {
         root.join("docs/src/generated")
     };
     std::fs::create_dir_all(&out_dir)?;
-    let machine = machine();
+    let (machine, load_at_start) = (machine(), load_average());
     let began = Instant::now();
     let mut queue = VecDeque::new();
     for (cell_index, _) in CELLS.iter().enumerate() {
@@ -473,6 +478,7 @@ pub fn run(plan: &Plan, bins: &Binaries) -> Result<PathBuf> {
                         way: None,
                         first_message: None,
                         failure: Some(format!("{err:#}")),
+                        story: None,
                     });
                     let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
                     if n.is_multiple_of(25) || n == total {
@@ -503,15 +509,30 @@ pub fn run(plan: &Plan, bins: &Binaries) -> Result<PathBuf> {
     .into_iter()
     .flatten()
     .collect();
-    let machine = format!("{machine}, {} at the end", load_average());
+    // How busy the machine was: the times in the table are only as good.
+    let machine = format!(
+        "{machine} (load average {load_at_start} at the start, {} at the end)",
+        load_average()
+    );
     let md = report(plan, &machine, &results, &birthday, began.elapsed())?;
-    // Every failed trial's whole story, for whoever reads the table.
+    // The whole story of every trial that failed, or took another way than
+    // predicted, for whoever reads the table.
     let log_dir =
         std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
     let mut log = String::new();
     for (cell, loss, outcome) in &results {
+        let cell = &CELLS[*cell];
         if let Some(why) = &outcome.failure {
-            let _ = writeln!(log, "=== {} at {loss}%\n{why}\n", CELLS[*cell].label());
+            let _ = writeln!(log, "=== {} at {loss}%\n{why}\n", cell.label());
+        } else if let (Some(way), Some(story)) = (outcome.way, &outcome.story)
+            && way != cell.predicted
+        {
+            let (label, predicted) = (cell.label(), cell.predicted.name());
+            let _ = writeln!(
+                log,
+                "=== {label} at {loss}%: {} instead of {predicted}\n{story}\n",
+                way.name()
+            );
         }
     }
     std::fs::create_dir_all(&log_dir)?;
@@ -619,13 +640,14 @@ pub fn report(
             cell.why
         )?;
     }
+    writeln!(
+        md,
+        "\nEvery trial that failed, or took another way than predicted, is told whole in `matrix-failures.log` in the target directory."
+    )?;
     if !failures.is_empty() {
         failures.sort();
         failures.dedup();
-        writeln!(
-            md,
-            "\nWhat went wrong, once per kind (the whole story of each trial: `matrix-failures.log` in the target directory):\n"
-        )?;
+        writeln!(md, "\nWhat went wrong, once per kind:\n")?;
         for failure in failures.iter().take(20) {
             writeln!(md, "- {failure}")?;
         }
@@ -747,17 +769,14 @@ pub fn machine() -> String {
         .output()
         .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
         .unwrap_or_default();
-    // The load average says how busy the machine was: the times in the
-    // table are only as good as that.
-    format!(
-        "{model}, {cores} cores, Linux {}, on {date}; load average {} at the start",
-        kernel.trim(),
-        load_average()
-    )
+    format!("{model}, {cores} cores, Linux {}, on {date}", kernel.trim())
 }
 
 /// The one-minute load average, from /proc/loadavg.
 fn load_average() -> String {
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    load.split_whitespace().next().unwrap_or("unknown").to_owned()
+    load.split_whitespace()
+        .next()
+        .unwrap_or("unknown")
+        .to_owned()
 }
