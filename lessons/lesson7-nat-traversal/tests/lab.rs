@@ -191,3 +191,19 @@ fn short_lived_first_probes_keep_a_router_without_firewall_direct() {
     alice.expect_stdout_line("first probes sent with TTL 2");
     chat_works(&mut alice, &mut bob, "direct");
 }
+
+/// The same, but bob starts a second late, as after a lost introduction:
+/// alice's probes go with the usual TTL by then, reach bob's router before
+/// bob has sent anything, and move his mapping. Only the relay is left.
+#[test]
+fn short_lived_first_probes_cannot_help_a_peer_a_second_late() {
+    let test = "short_lived_first_probes_cannot_help_a_peer_a_second_late";
+    let scene = Topology::p2p_scene(Nat::NoFirewall, Nat::NoFirewall);
+    let Some(lab) = lab_for_test(&scene, test) else {
+        return;
+    };
+    let (_server, mut alice, mut bob) = start_p2p_scene(&lab, &[], &["--probe-delay-ms", "1000"]);
+    alice.expect_stdout_line("first probes sent with TTL 2");
+    alice.expect_stdout_line("no direct answer from bob");
+    chat_works(&mut alice, &mut bob, "relay");
+}
