@@ -15,6 +15,7 @@ const NOT_OURS: &[&str] = &[
     "die_with_error",
     "epoll_ctl",
     "inet_pton",
+    "insert_failed",
     "mm_struct",
     "pthread_create",
     "pthread_detach",
