@@ -126,7 +126,10 @@ fn staged_lessons() -> Vec<(Lesson, Manifest)> {
         .unwrap()
         .into_iter()
         .filter(|lesson| lesson.manifest_path().exists())
-        .filter(|lesson| only.as_ref().is_none_or(|only| only.contains(&lesson.number)))
+        .filter(|lesson| {
+            only.as_ref()
+                .is_none_or(|only| only.contains(&lesson.number))
+        })
         .map(|lesson| {
             let manifest = lesson.manifest().unwrap();
             (lesson, manifest)
@@ -135,7 +138,9 @@ fn staged_lessons() -> Vec<(Lesson, Manifest)> {
     assert!(
         !staged.is_empty(),
         "no lesson with stages{}",
-        only.map_or(String::new(), |only| format!(" among PRACTICE_LESSONS {only:?}"))
+        only.map_or(String::new(), |only| format!(
+            " among PRACTICE_LESSONS {only:?}"
+        ))
     );
     staged
 }
