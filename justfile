@@ -81,7 +81,7 @@ ci:
     @# Both editions build without a WARN or ERROR; the Chinese catalogue is current and complete.
     bash scripts/book.sh check
 
-# Prove the practice stages (minutes): every broken implementation fails exactly its stage, a copy of each reference lesson passes every stage, every untouched practice crate fails stage 1 cleanly, and the book's checker transcripts are current.
+# Prove the practice stages (minutes): every broken implementation fails exactly its stage, a copy of each reference lesson passes every stage, every untouched practice crate fails stage 1 cleanly, and the book's checker transcripts are current (`PRACTICE_LESSONS=7 just practice-ci`: lesson 7 alone).
 practice-ci:
     cargo test -p practice-check --test broken -- --ignored --test-threads 1
 

@@ -168,7 +168,11 @@ pub fn run_stage(
             .args(["--", "--exact", "--color", "never"])
             .args(&functions)
             // A program that panics prints its message, not a backtrace.
-            .env("RUST_BACKTRACE", "0");
+            .env("RUST_BACKTRACE", "0")
+            // The checker checks a program; it never rewrites the book's
+            // generated files with that program's output (a lesson test
+            // that records a transcript would, under UPDATE_GENERATED=1).
+            .env_remove("UPDATE_GENERATED");
         match bin_dir {
             Some(dir) => command.env(PRACTICE_BIN_DIR, dir),
             None => command.env_remove(PRACTICE_BIN_DIR),

@@ -19,7 +19,7 @@ use practice_check::{Built, Lesson, Verdict, lesson, lessons};
 #[derive(Parser, Debug)]
 #[command(name = "practice-check", version)]
 struct Args {
-    /// The lesson to check (1-6); without it, the progress table.
+    /// The lesson to check (1-7); without it, the progress table.
     lesson: Option<u32>,
 
     /// Run only this stage (1-based).

@@ -9,7 +9,10 @@
 //! All copies live in one temporary workspace with one target folder, so
 //! nix, clap and anyhow build once; the checks run two at a time.
 //! Ignored in `cargo test --workspace` (they take minutes and run the
-//! lessons' tests again): `just practice-ci` runs them.
+//! lessons' tests again): `just practice-ci` runs them, for every lesson
+//! with stages. `PRACTICE_LESSONS=7` (or `6,7`) limits a run to those
+//! lessons, e.g. while writing a lesson's stages:
+//! `PRACTICE_LESSONS=7 just practice-ci`.
 
 // A harness: a file operation that fails is a failed check, said by the panic.
 #![allow(clippy::unwrap_used)]
@@ -104,17 +107,42 @@ fn copy_crate(from: &Path, workspace: &Path, member: &str) -> PathBuf {
     to
 }
 
-/// The lessons that have stages, with their manifests.
+/// The lessons that have stages, with their manifests: every one, or
+/// those `PRACTICE_LESSONS` lists (`7`, `6,7`).
 fn staged_lessons() -> Vec<(Lesson, Manifest)> {
-    lessons(&root())
+    let only: Option<Vec<u32>> = std::env::var("PRACTICE_LESSONS")
+        .ok()
+        .filter(|list| !list.trim().is_empty())
+        .map(|list| {
+            list.split(',')
+                .map(|number| {
+                    number.trim().parse().unwrap_or_else(|_| {
+                        panic!("PRACTICE_LESSONS={list}: not lesson numbers such as 7 or 6,7")
+                    })
+                })
+                .collect()
+        });
+    let staged: Vec<(Lesson, Manifest)> = lessons(&root())
         .unwrap()
         .into_iter()
         .filter(|lesson| lesson.manifest_path().exists())
+        .filter(|lesson| {
+            only.as_ref()
+                .is_none_or(|only| only.contains(&lesson.number))
+        })
         .map(|lesson| {
             let manifest = lesson.manifest().unwrap();
             (lesson, manifest)
         })
-        .collect()
+        .collect();
+    assert!(
+        !staged.is_empty(),
+        "no lesson with stages{}",
+        only.map_or(String::new(), |only| format!(
+            " among PRACTICE_LESSONS {only:?}"
+        ))
+    );
+    staged
 }
 
 /// `practice/broken/<crate>/*.patch`, with the stage each must fail.
