@@ -130,6 +130,57 @@ fn numbers_in_each_message_match_its_translation() {
     );
 }
 
+/// How many strong and emphasised spans `text` has as Markdown, and any
+/// `**` or `__` left over as text (a span CommonMark did not close).
+fn emphasis(text: &str) -> (usize, usize, Vec<String>) {
+    use pulldown_cmark::{Event, Parser, Tag};
+    let (mut strong, mut emphasis, mut stray) = (0, 0, Vec::new());
+    for event in Parser::new(text) {
+        match event {
+            Event::Start(Tag::Strong) => strong += 1,
+            Event::Start(Tag::Emphasis) => emphasis += 1,
+            Event::Text(text) if text.contains("**") || text.contains("__") => {
+                stray.push(text.into_string());
+            }
+            _ => {}
+        }
+    }
+    (strong, emphasis, stray)
+}
+
+/// Bold and italics come through translation as spans, not as asterisks:
+/// CommonMark closes `**` only where it is right-flanking, so `**直接。**地址`
+/// (punctuation before the `**`, a letter after it) stays literal text;
+/// `**直接**。地址` is bold.
+#[test]
+fn bold_and_italics_survive_translation() {
+    let mut problems = Vec::new();
+    for entry in catalogue() {
+        if entry.msgstr.is_empty() || entry.msgid == entry.msgstr {
+            continue;
+        }
+        let (strong, emphasised, _) = emphasis(&entry.msgid);
+        let (strong_zh, emphasised_zh, stray) = emphasis(&entry.msgstr);
+        if (strong, emphasised) != (strong_zh, emphasised_zh) || !stray.is_empty() {
+            problems.push(format!(
+                "{}\n    English: {strong} bold, {emphasised} italic; Chinese: {strong_zh} bold, {emphasised_zh} italic{}",
+                preview(&entry.msgid),
+                if stray.is_empty() {
+                    String::new()
+                } else {
+                    format!("; left as text: {stray:?}")
+                }
+            ));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "{} translations lose bold or italics (move the punctuation outside the span, or add a space after it):\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+}
+
 /// The bilingual term table at the end of the glossary: (English, Chinese).
 fn term_table() -> Vec<(String, String)> {
     let glossary = std::fs::read_to_string(root().join("docs/src/glossary.md")).expect("glossary");
