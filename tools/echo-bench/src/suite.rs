@@ -122,7 +122,7 @@ pub fn run(quick: bool) -> Result<bool> {
     };
     std::fs::create_dir_all(&out_dir)
         .with_context(|| format!("cannot create {}", out_dir.display()))?;
-    let load_before = loadavg();
+    let load_before = machine::load_average(3);
     // Read before pinning: pinned, this process sees one CPU.
     let machine = machine();
     let pinned = servers::pin(Pid::from_raw(0));
@@ -291,7 +291,7 @@ pub fn run(quick: bool) -> Result<bool> {
         )?;
         println!("  {verdict}  {}: {}", target.what, target.measured);
     }
-    let load_after = loadavg();
+    let load_after = machine::load_average(3);
     writeln!(
         md,
         "\nHow quiet the machine was: load average {load_before} at the start, {load_after} at the end (1, 5 and 15 minutes; /proc/loadavg)."
@@ -400,51 +400,16 @@ fn median(mut runs: Vec<LoadReport>) -> LoadReport {
     middle
 }
 
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .map(|text| {
-            text.split_whitespace()
-                .take(3)
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .unwrap_or_else(|| "unknown".into())
-}
-
-/// "AMD EPYC, 2 cores, Linux 6.18.44" and the date.
+/// "AMD EPYC, 2 cores, 23 GiB of memory, Linux 6.18.44, on" the date.
 fn machine() -> String {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo
-        .lines()
-        .find_map(|line| {
-            line.strip_prefix("model name")
-                .and_then(|rest| rest.split_once(':'))
-                .map(|(_, m)| m.trim().to_owned())
-        })
-        .unwrap_or_else(|| "an unknown CPU".into());
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let memory = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .find_map(|line| line.strip_prefix("MemTotal:"))
-                .and_then(|rest| rest.split_whitespace().next())
-                .and_then(|kib| kib.parse::<u64>().ok())
-        })
-        .map_or_else(String::new, |kib| {
-            format!(", {:.0} GiB of memory", kib as f64 / 1024.0 / 1024.0)
-        });
-    let date = std::process::Command::new("date")
-        .arg("-u")
-        .arg("+%Y-%m-%d %H:%M UTC")
-        .output()
-        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
-        .unwrap_or_default();
+    let memory =
+        machine::memory_gib().map_or_else(String::new, |gib| format!(", {gib:.0} GiB of memory"));
     format!(
-        "{model}, {cores} cores{memory}, Linux {}, on {date}",
-        kernel.trim()
+        "{}, {} cores{memory}, Linux {}, on {}",
+        machine::cpu_model(),
+        machine::cores(),
+        machine::kernel(),
+        machine::utc_date()
     )
 }
 

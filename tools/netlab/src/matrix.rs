@@ -451,7 +451,7 @@ pub fn run(plan: &Plan, bins: &Binaries) -> Result<PathBuf> {
         root.join("docs/src/generated")
     };
     std::fs::create_dir_all(&out_dir)?;
-    let (machine, load_at_start) = (machine(), load_average());
+    let (machine, load_at_start) = (machine(), machine::load_average(1));
     let began = Instant::now();
     let mut queue = VecDeque::new();
     for (cell_index, _) in CELLS.iter().enumerate() {
@@ -512,7 +512,7 @@ pub fn run(plan: &Plan, bins: &Binaries) -> Result<PathBuf> {
     // How busy the machine was: the times in the table are only as good.
     let machine = format!(
         "{machine} (load average {load_at_start} at the start, {} at the end)",
-        load_average()
+        machine::load_average(1)
     );
     let md = report(plan, &machine, &results, &birthday, began.elapsed())?;
     // The whole story of every trial that failed, or took another way than
@@ -751,32 +751,13 @@ fn birthday_chart(path: &Path, birthday: &[Option<u32>]) -> Result<()> {
     Ok(())
 }
 
-/// The CPU, cores, memory, kernel and the date (UTC).
+/// The CPU, cores, kernel and the date (UTC).
 pub fn machine() -> String {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo
-        .lines()
-        .find_map(|line| {
-            line.strip_prefix("model name")
-                .and_then(|rest| rest.split_once(':'))
-                .map(|(_, m)| m.trim().to_owned())
-        })
-        .unwrap_or_else(|| "an unknown CPU".into());
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let date = std::process::Command::new("date")
-        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
-        .output()
-        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
-        .unwrap_or_default();
-    format!("{model}, {cores} cores, Linux {}, on {date}", kernel.trim())
-}
-
-/// The one-minute load average, from /proc/loadavg.
-fn load_average() -> String {
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    load.split_whitespace()
-        .next()
-        .unwrap_or("unknown")
-        .to_owned()
+    format!(
+        "{}, {} cores, Linux {}, on {}",
+        machine::cpu_model(),
+        machine::cores(),
+        machine::kernel(),
+        machine::utc_date()
+    )
 }
