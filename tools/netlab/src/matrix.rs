@@ -314,13 +314,7 @@ fn chat(first: &mut Running, second: &Running, start: Instant) -> Outcome {
     };
     let mixed = way.is_none().then(|| {
         let names = ways.map(|way| way.map_or("none", Way::name));
-        format!(
-            "the peers disagree: {} and {}\n{}\n{}",
-            names[0],
-            names[1],
-            first.describe(),
-            second.describe()
-        )
+        format!("the peers disagree: {} and {}", names[0], names[1])
     });
     let left = deadline.saturating_duration_since(Instant::now());
     if first
@@ -523,7 +517,9 @@ pub fn run(plan: &Plan, bins: &Binaries) -> Result<PathBuf> {
     for (cell, loss, outcome) in &results {
         let cell = &CELLS[*cell];
         if let Some(why) = &outcome.failure {
-            let _ = writeln!(log, "=== {} at {loss}%\n{why}\n", cell.label());
+            // A trial that connected (peers that disagree) has its story too.
+            let story = outcome.story.as_deref().unwrap_or_default();
+            let _ = writeln!(log, "=== {} at {loss}%\n{why}\n{story}\n", cell.label());
         } else if let (Some(way), Some(story)) = (outcome.way, &outcome.story)
             && way != cell.predicted
         {
