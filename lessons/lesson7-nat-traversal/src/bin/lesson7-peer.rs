@@ -1195,13 +1195,12 @@ fn chat(sock: &mut Socket, args: &Args, mut session: Session) -> Result<()> {
     let mut next_answer = Instant::now() + PROBE_INTERVAL;
     loop {
         let answering = !session.peer_knows && Instant::now() < answer_until;
-        let until = keepalive.map(|every| last_sent + every);
-        let until = if answering {
-            Some(until.map_or(next_answer, |until| until.min(next_answer)))
-        } else {
-            until
-        };
-        let ready = sock.wait(true, until)?;
+        // Wake for the next keepalive or the next answer, whichever is first.
+        let due = [
+            keepalive.map(|every| last_sent + every),
+            answering.then_some(next_answer),
+        ];
+        let ready = sock.wait(true, due.into_iter().flatten().min())?;
         if ready.stop {
             sock.caught();
             session.say_bye(sock, args);
